@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""The container lab: hosts of an inventory as systemd containers, cabled as it says.
+
+Every host of the inventory is a container of the lab image with no docker network at
+all (``--network none``). Each network of ``lab_networks`` is a bridge inside a network
+namespace of its own (a "switch"), and each ``lab_links`` entry of a host is a veth pair
+from that switch into the container, named as the link's ``device``. So the host machine
+has no address on any lab network (it is nobody's gateway), docker hands out no address a
+DHCP client would have to fight, and several copies of the same address plan (the lab,
+each Molecule scenario) live side by side under different prefixes.
+
+    labctl.py up      [--inventory DIR] [--prefix P] [--hosts a,b] [--json]
+    labctl.py down    [--prefix P]
+    labctl.py status  [--prefix P]
+    labctl.py summary [--inventory DIR] [--prefix P]
+    labctl.py image
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TOP = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TOP / "src"))
+
+from mptcp_cpe.inventory import InventoryError, is_ifname  # noqa: E402
+
+DEFAULT_PREFIX = "mptcp-lab"
+DEFAULT_INVENTORY = TOP / "inventories" / "lab"
+LABEL = "mptcp-cpe.lab"
+SWITCH_BRIDGE = "br0"
+SYSTEMD_TIMEOUT_S = 90
+
+# What a systemd container needs here, and no more: --privileged fails on these machines.
+# systempaths=unconfined leaves /proc/sys writable, so roles set the (per-netns) net.*
+# sysctls exactly as on a real router.
+CONTAINER_ARGS = [
+    "--network", "none",
+    "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", "--cap-add", "SYS_ADMIN",
+    "--security-opt", "systempaths=unconfined",
+    "--cgroupns", "host",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+    "--stop-signal", "SIGRTMIN+3",
+]
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def run(*cmd: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, text=True, capture_output=capture)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(cmd)}: exit {proc.returncode}: {(proc.stderr or '').strip()}")
+    return proc
+
+
+# ---------------------------------------------------------------------------- the model
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    ipv4: ipaddress.IPv4Network
+    ipv6: ipaddress.IPv6Network | None
+
+
+@dataclass(frozen=True)
+class Link:
+    network: str
+    device: str
+    ipv4: ipaddress.IPv4Interface | None  # None: the host gets it by DHCP, or has none
+    ipv6: ipaddress.IPv6Interface | None
+    ipv4_gateway: ipaddress.IPv4Address | None
+    ipv6_gateway: ipaddress.IPv6Address | None
+
+
+@dataclass
+class Host:
+    name: str
+    links: list[Link] = field(default_factory=list)
+    forwarding: bool = False
+
+
+def parse_networks(host: str, raw: Any) -> dict[str, Network]:
+    if not isinstance(raw, dict) or not raw:
+        raise InventoryError(host, "lab_networks", "must be a mapping of network name to its ipv4 (and ipv6) prefix", raw)
+    nets = {}
+    for name, spec in raw.items():
+        where = f"lab_networks.{name}"
+        if not isinstance(spec, dict) or "ipv4" not in spec:
+            raise InventoryError(host, where, "must be a mapping with ipv4 (and optionally ipv6) prefixes", spec)
+        try:
+            v4 = ipaddress.IPv4Network(spec["ipv4"])
+        except ValueError:
+            raise InventoryError(host, f"{where}.ipv4", "not an IPv4 prefix", spec["ipv4"]) from None
+        v6 = None
+        if spec.get("ipv6") is not None:
+            try:
+                v6 = ipaddress.IPv6Network(spec["ipv6"])
+            except ValueError:
+                raise InventoryError(host, f"{where}.ipv6", "not an IPv6 prefix", spec["ipv6"]) from None
+        nets[name] = Network(name, v4, v6)
+    return nets
+
+
+def _address(host, where, value, net, version):
+    if value in (None, "dhcp", "none"):
+        return None
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError:
+        raise InventoryError(host, where, f"not an IPv{version} address with prefix length, nor dhcp", value) from None
+    if iface.version != version or net is None or iface.network != net:
+        raise InventoryError(host, where, f"must lie in the network's prefix {net}", value)
+    return iface
+
+
+def _gateway(host, where, value, net, version):
+    if value is None:
+        return None
+    try:
+        gw = ipaddress.ip_address(value)
+    except ValueError:
+        raise InventoryError(host, where, f"not an IPv{version} address", value) from None
+    if gw.version != version or net is None or gw not in net:
+        raise InventoryError(host, where, f"must lie in the network's prefix {net}", value)
+    return gw
+
+
+def parse_host(name: str, hostvars: dict, nets: dict[str, Network]) -> Host:
+    raw = hostvars.get("lab_links", [])
+    if not isinstance(raw, list):
+        raise InventoryError(name, "lab_links", "must be a list of links", raw)
+    host = Host(name, forwarding=bool(hostvars.get("lab_forwarding", False)))
+    devices: set[str] = set()
+    for i, link in enumerate(raw):
+        where = f"lab_links[{i}]"
+        if not isinstance(link, dict):
+            raise InventoryError(name, where, "must be a mapping", link)
+        net = nets.get(link.get("network"))
+        if net is None:
+            raise InventoryError(name, f"{where}.network", f"not one of lab_networks ({', '.join(nets)})", link.get("network"))
+        dev = link.get("device")
+        if not is_ifname(dev):
+            raise InventoryError(name, f"{where}.device", "not a Linux interface name", dev)
+        if dev in devices:
+            raise InventoryError(name, f"{where}.device", "used twice on this host", dev)
+        devices.add(dev)
+        host.links.append(Link(
+            network=net.name,
+            device=dev,
+            ipv4=_address(name, f"{where}.ipv4", link.get("ipv4"), net.ipv4, 4),
+            ipv6=_address(name, f"{where}.ipv6", link.get("ipv6"), net.ipv6, 6),
+            ipv4_gateway=_gateway(name, f"{where}.ipv4_gateway", link.get("ipv4_gateway"), net.ipv4, 4),
+            ipv6_gateway=_gateway(name, f"{where}.ipv6_gateway", link.get("ipv6_gateway"), net.ipv6, 6),
+        ))
+    return host
+
+
+def check_unique_addresses(hosts: list[Host]) -> None:
+    seen: dict[Any, str] = {}
+    for host in hosts:
+        for i, link in enumerate(host.links):
+            for key in ("ipv4", "ipv6"):
+                iface = getattr(link, key)
+                if iface is None:
+                    continue
+                if iface.ip in seen:
+                    raise InventoryError(host.name, f"lab_links[{i}].{key}", f"already used by {seen[iface.ip]}", str(iface))
+                seen[iface.ip] = host.name
+
+
+def load_topology(inventory: Path, only: list[str] | None = None) -> tuple[dict[str, Network], list[Host]]:
+    """Resolve the inventory exactly as Ansible does (group_vars, host_vars) and read the lab model."""
+    tool = Path(sys.executable).parent / "ansible-inventory"
+    proc = run(str(tool) if tool.exists() else "ansible-inventory", "-i", str(inventory), "--list")
+    data = json.loads(proc.stdout)
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    names = sorted(hostvars)
+    if only:
+        missing = [h for h in only if h not in hostvars]
+        if missing:
+            raise LabError(f"{inventory}: no such hosts: {', '.join(missing)}")
+        names = only
+    if not names:
+        raise LabError(f"{inventory}: no hosts")
+    nets = parse_networks(names[0], hostvars[names[0]].get("lab_networks"))
+    hosts = [parse_host(h, hostvars[h], nets) for h in names]
+    check_unique_addresses(hosts)
+    return nets, hosts
+
+
+# ---------------------------------------------------------------------------- docker
+
+def ensure_image() -> str:
+    proc = subprocess.run([str(TOP / "lab" / "image" / "build")], text=True, stdout=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise LabError("building the lab image failed (see above)")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def container_name(prefix: str, host: str) -> str:
+    return f"{prefix}-{host}"
+
+
+def inspect(name: str) -> dict | None:
+    proc = run("docker", "inspect", "--type", "container", name, check=False)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout)[0]
+
+
+def ensure_container(prefix: str, host: str, image: str) -> int:
+    """The host's container, running the wanted image; returns its PID 1 (for its netns)."""
+    name = container_name(prefix, host)
+    info = inspect(name)
+    if info is not None and info["Config"]["Image"] != image:
+        print(f"lab: {name}: image changed, recreating", file=sys.stderr)
+        run("docker", "rm", "-f", name)
+        info = None
+    if info is None:
+        run("docker", "run", "-d", "--name", name, "--hostname", host,
+            "--label", f"{LABEL}={prefix}", *CONTAINER_ARGS, image)
+    elif not info["State"]["Running"]:
+        run("docker", "start", name)
+    info = inspect(name)
+    assert info is not None
+    return int(info["State"]["Pid"])
+
+
+def wait_systemd(prefix: str, host: str) -> None:
+    name = container_name(prefix, host)
+    deadline = time.monotonic() + SYSTEMD_TIMEOUT_S
+    state = ""
+    while time.monotonic() < deadline:
+        state = run("docker", "exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(0.5)
+    raise LabError(f"{name}: systemd did not finish booting in {SYSTEMD_TIMEOUT_S} s (state {state!r})")
+
+
+# ---------------------------------------------------------------------------- cabling
+
+def switch_ns(prefix: str, network: str) -> str:
+    return f"{prefix}-{network}"
+
+
+def netns_list() -> list[str]:
+    proc = run("ip", "-j", "netns", "list", check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return []
+    return [ns["name"] for ns in json.loads(proc.stdout)]
+
+
+def ensure_switch(prefix: str, network: str) -> str:
+    ns = switch_ns(prefix, network)
+    if ns not in netns_list():
+        run("ip", "netns", "add", ns)
+    if run("ip", "-n", ns, "link", "show", SWITCH_BRIDGE, check=False).returncode != 0:
+        run("ip", "-n", ns, "link", "add", SWITCH_BRIDGE, "type", "bridge")
+        # No IPv6 on the switch itself: it is a wire, not a host.
+        run("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{SWITCH_BRIDGE}.disable_ipv6=1")
+    run("ip", "-n", ns, "link", "set", SWITCH_BRIDGE, "up")
+    return ns
+
+
+def port_name(host: str, device: str) -> str:
+    # Switch-side names must be unique per switch and fit IFNAMSIZ.
+    return f"{host[:7]}-{device}"[:15]
+
+
+def in_ns(pid: int, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run("nsenter", "-t", str(pid), "-n", *cmd, check=check)
+
+
+def cable(prefix: str, host: Host, pid: int) -> None:
+    # docker turns IPv6 off in a container with no docker network; the lab is dual-stack.
+    in_ns(pid, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0")
+    for link in host.links:
+        ns = ensure_switch(prefix, link.network)
+        port = port_name(host.name, link.device)
+        if in_ns(pid, "ip", "link", "show", link.device, check=False).returncode != 0:
+            # A container that restarted lost its end; the switch may still hold a stale one.
+            run("ip", "-n", ns, "link", "del", port, check=False)
+            run("ip", "link", "add", "name", link.device, "netns", str(pid), "type", "veth",
+                "peer", "name", port, "netns", ns)
+        run("ip", "-n", ns, "link", "set", port, "master", SWITCH_BRIDGE, "up")
+        in_ns(pid, "sysctl", "-qw", f"net.ipv6.conf.{link.device}.disable_ipv6=0")
+        in_ns(pid, "ip", "link", "set", link.device, "up")
+        if link.ipv4 is not None:
+            in_ns(pid, "ip", "addr", "replace", str(link.ipv4), "dev", link.device)
+        if link.ipv6 is not None:
+            in_ns(pid, "ip", "addr", "replace", str(link.ipv6), "dev", link.device, "nodad")
+        if link.ipv4_gateway is not None:
+            in_ns(pid, "ip", "route", "replace", "default", "via", str(link.ipv4_gateway), "dev", link.device)
+        if link.ipv6_gateway is not None:
+            in_ns(pid, "ip", "-6", "route", "replace", "default", "via", str(link.ipv6_gateway), "dev", link.device)
+    if host.forwarding:
+        in_ns(pid, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+
+
+# ---------------------------------------------------------------------------- commands
+
+def up(inventory: Path, prefix: str, only: list[str] | None) -> list[dict]:
+    _, hosts = load_topology(inventory, only)
+    image = ensure_image()
+    pids = {h.name: ensure_container(prefix, h.name, image) for h in hosts}
+    for h in hosts:
+        wait_systemd(prefix, h.name)
+        cable(prefix, h, pids[h.name])
+    return [{"instance": h.name, "address": container_name(prefix, h.name),
+             "connection": "community.docker.docker"} for h in hosts]
+
+
+def lab_containers(prefix: str) -> list[str]:
+    out = run("docker", "ps", "-a", "--filter", f"label={LABEL}={prefix}", "--format", "{{.Names}}").stdout
+    return sorted(out.split())
+
+
+def down(prefix: str) -> None:
+    names = lab_containers(prefix)
+    if names:
+        run("docker", "rm", "-f", *names)
+    for ns in netns_list():
+        if ns.startswith(prefix + "-"):
+            run("ip", "netns", "del", ns)
+
+
+def status(prefix: str) -> int:
+    names = lab_containers(prefix)
+    switches = [ns for ns in netns_list() if ns.startswith(prefix + "-")]
+    if not names and not switches:
+        print(f"lab {prefix}: down")
+        return 1
+    for name in names:
+        info = inspect(name)
+        state = info["State"]["Status"] if info else "gone"
+        addrs = ""
+        if info and info["State"]["Running"]:
+            addrs = run("docker", "exec", name, "ip", "-br", "addr", check=False).stdout
+        print(f"{name}: {state}")
+        for line in addrs.splitlines():
+            if not line.startswith("lo "):
+                print(f"    {line}")
+    print(f"switches: {', '.join(switches) or 'none'}")
+    return 0
+
+
+def summary(inventory: Path, prefix: str) -> int:
+    """One paragraph per provisioned host, from the local facts the roles recorded there."""
+    _, hosts = load_topology(inventory)
+    for h in hosts:
+        name = container_name(prefix, h.name)
+        proc = run("docker", "exec", name, "sh", "-c",
+                   "cat /etc/ansible/facts.d/mptcp_cpe_base.fact 2>/dev/null", check=False)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            print(f"{h.name}: not provisioned by mptcp-cpe")
+            continue
+        fact = json.loads(proc.stdout)
+        limits = fact["mptcp_limits"]
+        print(f"{h.name}: {fact['platform']}, mptcp-cpe {fact['package']['version']} in {fact['package']['venv']}")
+        print(f"    WANs: {', '.join(fact['wan_devices'])} (rp_filter=2); "
+              f"MPTCP limits: subflows {limits['subflows']}, add_addr_accepted {limits['add_addr_accepted']}")
+        print("    sysctls: " + ", ".join(f"{k}={v}" for k, v in sorted(fact["sysctls"].items())))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="labctl", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for cmd in ("up", "down", "status", "summary", "image"):
+        p = sub.add_parser(cmd)
+        p.add_argument("--prefix", default=DEFAULT_PREFIX, help="names of containers and switches start with this")
+        p.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY)
+        if cmd == "up":
+            p.add_argument("--hosts", help="comma-separated subset of the inventory's hosts")
+            p.add_argument("--json", action="store_true", help="print the instances as JSON (for Molecule)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0 and args.command != "image":
+        print("labctl: run as root (docker, network namespaces)", file=sys.stderr)
+        return 1
+    try:
+        if args.command == "up":
+            instances = up(args.inventory, args.prefix, args.hosts.split(",") if args.hosts else None)
+            if args.json:
+                print(json.dumps(instances))
+            else:
+                status(args.prefix)
+            return 0
+        if args.command == "down":
+            down(args.prefix)
+            return 0
+        if args.command == "status":
+            return status(args.prefix)
+        if args.command == "summary":
+            return summary(args.inventory, args.prefix)
+        print(ensure_image())
+        return 0
+    except (InventoryError, LabError) as exc:
+        print(f"labctl: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
