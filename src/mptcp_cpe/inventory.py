@@ -18,9 +18,11 @@ MAX_WANS = 8
 
 WAN_KINDS = frozenset({"dsl", "fibre", "cable", "ethernet", "lte", "5g", "satellite"})
 WAN_KEYS = frozenset({"name", "device", "kind", "ipv4", "ipv6", "weight", "backup"})
-WAN_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,14}$")
-# Linux: 1..15 octets (IFNAMSIZ - 1), no '/', no whitespace, not '.' or '..'.
-IFNAME = re.compile(r"^[^/\s:]{1,15}$")
+WAN_NAME = re.compile(r"[a-z][a-z0-9_-]{0,14}")
+# Linux: 1..15 octets (IFNAMSIZ - 1), no '/', no whitespace, not '.' or '..'; ':' is
+# refused too (it marks an alias label, not a device).
+IFNAME = re.compile(r"[^/\s:]+")
+IFNAME_MAX_OCTETS = 15
 WEIGHT_RANGE = (1, 256)  # nexthop weights in a multipath route
 
 
@@ -34,7 +36,13 @@ class InventoryError(ValueError):
 
 
 def is_ifname(value: Any) -> bool:
-    return isinstance(value, str) and bool(IFNAME.match(value)) and value not in (".", "..")
+    return (isinstance(value, str) and IFNAME.fullmatch(value) is not None
+            and len(value.encode()) <= IFNAME_MAX_OCTETS and value not in (".", ".."))
+
+
+def _keys(keys) -> list[str]:
+    # YAML keys may be ints, bools or None as well as strings: sort them all as text.
+    return sorted(repr(k) if not isinstance(k, str) else k for k in keys)
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class Wan:
 def _static(host: str, field: str, value: dict, version: int) -> StaticAddress:
     unknown = set(value) - {"address", "gateway"}
     if unknown:
-        raise InventoryError(host, field, f"unknown keys {sorted(unknown)}; a static address has address and gateway", value)
+        raise InventoryError(host, field, f"unknown keys {_keys(unknown)}; a static address has address and gateway", value)
     for key in ("address", "gateway"):
         if key not in value:
             raise InventoryError(host, f"{field}.{key}", "missing", show_value=False)
@@ -96,6 +104,9 @@ def _static(host: str, field: str, value: dict, version: int) -> StaticAddress:
     if iface.ip.is_multicast or iface.ip.is_loopback or iface.ip.is_unspecified:
         raise InventoryError(host, f"{field}.address", "is not a unicast address", raw)
     try:
+        # A string only: ip_address() also takes integers and packed bytes, which no operator means.
+        if not isinstance(value["gateway"], str):
+            raise ValueError
         gateway = ipaddress.ip_address(value["gateway"])
     except ValueError:
         raise InventoryError(host, f"{field}.gateway", f"not an IPv{version} address", value["gateway"]) from None
@@ -106,6 +117,8 @@ def _static(host: str, field: str, value: dict, version: int) -> StaticAddress:
         raise InventoryError(host, f"{field}.gateway", f"outside the WAN's prefix {net}", value["gateway"])
     if gateway == iface.ip:
         raise InventoryError(host, f"{field}.gateway", "is the WAN's own address", value["gateway"])
+    if version == 4 and net.prefixlen < 31 and gateway in (net.network_address, net.broadcast_address):
+        raise InventoryError(host, f"{field}.gateway", f"is the network or broadcast address of {net}", value["gateway"])
     return StaticAddress(iface, gateway)
 
 
@@ -135,16 +148,16 @@ def parse_wan(host: str, index: int, raw: Any) -> Wan:
         where = f"cpe_wans[{index}] ({raw['name']})"
     unknown = set(raw) - WAN_KEYS
     if unknown:
-        raise InventoryError(host, where, f"unknown keys {sorted(unknown)}; allowed: {sorted(WAN_KEYS)}", show_value=False)
+        raise InventoryError(host, where, f"unknown keys {_keys(unknown)}; allowed: {sorted(WAN_KEYS)}", show_value=False)
     for key in ("name", "device", "kind"):
         if key not in raw:
             raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
     name = raw["name"]
-    if not isinstance(name, str) or not WAN_NAME.match(name):
+    if not isinstance(name, str) or WAN_NAME.fullmatch(name) is None:
         raise InventoryError(host, f"{where}.name", "must be 1-15 characters of a-z, 0-9, _ and -, starting with a letter", name)
     if not is_ifname(raw["device"]):
         raise InventoryError(host, f"{where}.device", "not a Linux interface name (1-15 characters, no '/', ':' or spaces)", raw["device"])
-    if raw["kind"] not in WAN_KINDS:
+    if not isinstance(raw["kind"], str) or raw["kind"] not in WAN_KINDS:
         raise InventoryError(host, f"{where}.kind", f"must be one of {', '.join(sorted(WAN_KINDS))}", raw["kind"])
     backup = raw.get("backup", False)
     if not isinstance(backup, bool):

@@ -1,0 +1,41 @@
+"""Test helpers: the repo's paths, the venv's tools on PATH, and root/docker gates."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TOP = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for ansible-*, molecule and labctl: the venv's tools first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["ANSIBLE_CONFIG"] = str(TOP / "ansible.cfg")
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    env["PY_COLORS"] = "0"
+    return env
+
+
+def run(*cmd: str | Path, timeout: float = 600, check: bool = False, **kw) -> subprocess.CompletedProcess:
+    """Run a tool from the repo root; output is captured and shown by the failing assertion."""
+    return subprocess.run([str(c) for c in cmd], cwd=TOP, env=tool_env(), text=True,
+                          capture_output=True, timeout=timeout, check=check, **kw)
+
+
+def docker_answers() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True).returncode == 0
+
+
+needs_root_docker = pytest.mark.skipif(
+    os.geteuid() != 0 or not docker_answers(),
+    reason="needs root and a docker engine (scripts/test provides both)",
+)

@@ -1,0 +1,51 @@
+"""The shipped inventories pass validation, and a bad one fails naming host, field and value."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from helpers import TOP, run
+
+INVENTORIES = ["lab", "example"]
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_inventory_validates(inventory):
+    proc = run("ansible-playbook", "-i", TOP / "inventories" / inventory, "validate.yml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "failed=0" in proc.stdout
+
+
+def test_example_is_a_fleet():
+    proc = run("ansible-inventory", "-i", TOP / "inventories" / "example", "--graph", "cpes")
+    sites = [line for line in proc.stdout.splitlines() if "@site_" in line]
+    cpes = [line for line in proc.stdout.splitlines() if "mgmt.example.net" in line]
+    assert len(sites) >= 3 and len(cpes) >= 5, proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("gateway: 192.0.2.17", "gateway: 192.0.2.33"),
+         "cpe-lyon-01.mgmt.example.net: cpe_wans[1] (fibre).ipv4.gateway: outside the WAN's prefix 192.0.2.16/29 (got '192.0.2.33')"),
+        (("kind: lte", "kind: lte-advanced"),
+         "cpe-lyon-01.mgmt.example.net: cpe_wans[2] (lte).kind: must be one of"),
+        (("device: eth2", "device: eth1"),
+         "cpe-lyon-01.mgmt.example.net: cpe_wans[1].device: already used by cpe_wans[0] (got 'eth1')"),
+    ],
+)
+def test_bad_inventory_names_host_field_value(tmp_path, edit, expected):
+    inv = tmp_path / "inv"
+    shutil.copytree(TOP / "inventories" / "example", inv)
+    hv = inv / "host_vars" / "cpe-lyon-01.mgmt.example.net.yml"
+    text = hv.read_text()
+    assert edit[0] in text
+    hv.write_text(text.replace(edit[0], edit[1], 1))
+    proc = run("ansible-playbook", "-i", inv, "validate.yml")
+    assert proc.returncode != 0
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert expected in out, out
+    # Only the broken host fails; the rest of the fleet still validates.
+    assert "cpe-rennes-01.mgmt.example.net : ok=1" in proc.stdout

@@ -1,0 +1,317 @@
+"""Unit tests for the roles' filter plugin (``plugins/filter/mptcp_cpe.py``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from mptcp_cpe import inventory
+
+PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "filter" / "mptcp_cpe.py"
+HOST = "cpe-test-01"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("mptcp_cpe_filters", PLUGIN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+f = _load()
+
+DSL = {"name": "dsl", "device": "eth0", "kind": "dsl"}
+LTE = {"name": "lte", "device": "wwan0", "kind": "lte"}
+
+
+# ---------------------------------------------------------------------------
+# FilterModule
+# ---------------------------------------------------------------------------
+
+
+def test_filter_module_exposes_the_filters():
+    assert f.FilterModule().filters() == {
+        "mptcp_cpe_wans": f.cpe_wans,
+        "mptcp_cpe_platform": f.cpe_platform,
+        "mptcp_cpe_base_sysctls": f.cpe_base_sysctls,
+        "mptcp_cpe_sysctl_drift": f.sysctl_drift,
+        "mptcp_cpe_limits": f.mptcp_limits,
+        "mptcp_cpe_limits_for": f.mptcp_limits_for,
+    }
+
+
+def test_plugin_uses_the_package_checker():
+    # One checker for every consumer: the plugin must not carry its own copy.
+    assert f.inventory is inventory
+
+
+# ---------------------------------------------------------------------------
+# cpe_wans / cpe_platform
+# ---------------------------------------------------------------------------
+
+
+def test_cpe_wans_returns_normalised_dicts():
+    raw = [
+        {**DSL, "ipv4": {"address": "192.0.2.10/24", "gateway": "192.0.2.1"}},
+        {**LTE, "ipv6": {"address": "2001:DB8::10/64", "gateway": "fe80::1"}, "backup": True},
+    ]
+    assert f.cpe_wans(raw, HOST) == [
+        {"name": "dsl", "device": "eth0", "kind": "dsl", "ipv4": {"address": "192.0.2.10/24", "gateway": "192.0.2.1"},
+         "ipv6": "none", "weight": 1, "backup": False},
+        {"name": "lte", "device": "wwan0", "kind": "lte", "ipv4": "dhcp",
+         "ipv6": {"address": "2001:db8::10/64", "gateway": "fe80::1"}, "weight": 1, "backup": True},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param([], f"{HOST}: cpe_wans: must be a non-empty list of WANs (got [])", id="empty"),
+        pytest.param(
+            [DSL, {**LTE, "ipv4": {"address": "192.0.2.10/24", "gateway": "198.51.100.1"}}],
+            f"{HOST}: cpe_wans[1] (lte).ipv4.gateway: outside the WAN's prefix 192.0.2.0/24 (got '198.51.100.1')",
+            id="gateway-outside",
+        ),
+        pytest.param(
+            [DSL, {**LTE, "weight": "3"}],
+            f"{HOST}: cpe_wans[1] (lte).weight: must be an integer from 1 to 256 (got '3')",
+            id="weight-str",
+        ),
+    ],
+)
+def test_cpe_wans_error_is_an_ansible_filter_error(raw, expected):
+    with pytest.raises(AnsibleFilterError) as info:
+        f.cpe_wans(raw, HOST)
+    assert info.value.message == expected
+    assert expected in str(info.value)
+    # Raised "from None": the InventoryError traceback is not chained into Ansible's output.
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__ is True
+
+
+@pytest.mark.parametrize("distribution", ["Debian", "OpenWrt"])
+def test_cpe_platform(distribution):
+    assert f.cpe_platform(distribution, HOST) == distribution
+
+
+@pytest.mark.parametrize("distribution", ["Ubuntu", None])
+def test_cpe_platform_error(distribution):
+    with pytest.raises(AnsibleFilterError) as info:
+        f.cpe_platform(distribution, HOST)
+    assert info.value.message.startswith(f"{HOST}: ansible_facts.distribution: ")
+    assert info.value.message.endswith(f"(got {distribution!r})")
+
+
+def test_other_errors_are_not_swallowed():
+    # Only InventoryError is translated; a programming error stays what it is.
+    def boom(*args):
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        f._checked(boom, HOST)
+
+
+# ---------------------------------------------------------------------------
+# sysctl_key / cpe_base_sysctls
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("device", "leaf", "family", "expected"),
+    [
+        ("eth0", "rp_filter", "ipv4", "net.ipv4.conf.eth0.rp_filter"),
+        ("eth0.100", "rp_filter", "ipv4", "net.ipv4.conf.eth0/100.rp_filter"),
+        ("eth0.100.200", "accept_ra", "ipv6", "net.ipv6.conf.eth0/100/200.accept_ra"),
+    ],
+)
+def test_sysctl_key(device, leaf, family, expected):
+    assert f.sysctl_key(device, leaf, family) == expected
+
+
+def test_sysctl_key_defaults_to_ipv4():
+    assert f.sysctl_key("wwan0", "rp_filter") == "net.ipv4.conf.wwan0.rp_filter"
+
+
+def checked(*raw):
+    return f.cpe_wans(list(raw), HOST)
+
+
+def test_base_sysctls_for_wans():
+    wans = checked(
+        {**DSL, "device": "eth0.100", "ipv6": "dhcp"},
+        {**LTE, "ipv6": "slaac"},
+        {"name": "fibre", "device": "eth1", "kind": "fibre", "ipv6": "none"},
+        {"name": "cable", "device": "eth2", "kind": "cable",
+         "ipv6": {"address": "2001:db8::10/64", "gateway": "fe80::1"}},
+    )
+    assert f.cpe_base_sysctls(wans) == {
+        "net.mptcp.enabled": "1",
+        "net.ipv4.ip_forward": "1",
+        "net.ipv6.conf.all.forwarding": "1",
+        "net.ipv4.conf.eth0/100.rp_filter": "2",
+        "net.ipv6.conf.eth0/100.accept_ra": "2",
+        "net.ipv4.conf.wwan0.rp_filter": "2",
+        "net.ipv6.conf.wwan0.accept_ra": "2",
+        "net.ipv4.conf.eth1.rp_filter": "2",
+        "net.ipv4.conf.eth2.rp_filter": "2",
+    }
+
+
+def test_base_sysctls_values_are_strings():
+    sysctls = f.cpe_base_sysctls(checked(DSL), {"net.ipv4.tcp_fastopen": 3})
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in sysctls.items())
+
+
+@pytest.mark.parametrize("extra", [None, {}])
+def test_base_sysctls_without_extra(extra):
+    assert f.cpe_base_sysctls(checked(DSL), extra) == {
+        "net.mptcp.enabled": "1",
+        "net.ipv4.ip_forward": "1",
+        "net.ipv6.conf.all.forwarding": "1",
+        "net.ipv4.conf.eth0.rp_filter": "2",
+    }
+
+
+def test_base_sysctls_extra_override_and_convert():
+    extra = {
+        "net.ipv4.conf.eth0.rp_filter": 1,  # overrides the role's own value
+        "net.ipv4.ip_forward": False,  # bool -> "0", not "False"
+        "net.ipv4.tcp_ecn": True,  # bool -> "1", not "True"
+        "net.ipv4.tcp_rmem": "4096 131072 6291456",
+        "net.ipv4.tcp_fastopen": 3,
+    }
+    sysctls = f.cpe_base_sysctls(checked({**DSL, "ipv6": "dhcp"}), extra)
+    assert sysctls == {
+        "net.mptcp.enabled": "1",
+        "net.ipv4.ip_forward": "0",
+        "net.ipv6.conf.all.forwarding": "1",
+        "net.ipv4.conf.eth0.rp_filter": "1",
+        "net.ipv6.conf.eth0.accept_ra": "2",
+        "net.ipv4.tcp_ecn": "1",
+        "net.ipv4.tcp_rmem": "4096 131072 6291456",
+        "net.ipv4.tcp_fastopen": "3",
+    }
+    # The order is the role's keys first, then the operator's new ones (sysctl -n reads them in this order).
+    assert list(sysctls)[:5] == [
+        "net.mptcp.enabled", "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
+        "net.ipv4.conf.eth0.rp_filter", "net.ipv6.conf.eth0.accept_ra",
+    ]
+
+
+def test_base_sysctls_does_not_modify_arguments():
+    wans = checked(DSL)
+    extra = {"net.ipv4.tcp_ecn": True}
+    f.cpe_base_sysctls(wans, extra)
+    assert extra == {"net.ipv4.tcp_ecn": True}
+    assert wans == checked(DSL)
+
+
+# ---------------------------------------------------------------------------
+# sysctl_drift
+# ---------------------------------------------------------------------------
+
+DESIRED = {
+    "net.mptcp.enabled": "1",
+    "net.ipv4.conf.eth0/100.rp_filter": "2",
+    "net.ipv4.tcp_rmem": "4096 131072 6291456",
+}
+
+
+def test_drift_none_when_equal():
+    assert f.sysctl_drift(DESIRED, ["1", "2", "4096 131072 6291456"]) == []
+
+
+def test_drift_multi_valued_whitespace_insensitive():
+    # sysctl -n prints multi-valued keys with tabs.
+    assert f.sysctl_drift(DESIRED, ["1", "2", "4096\t131072\t6291456"]) == []
+    assert f.sysctl_drift(DESIRED, ["1", "2", " 4096  131072\t6291456 "]) == []
+
+
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [
+        pytest.param(["0", "2", "4096\t131072\t6291456"], ["net.mptcp.enabled=1"], id="first"),
+        pytest.param(["1", "0", "4096\t131072\t6291456"], ["net.ipv4.conf.eth0/100.rp_filter=2"], id="vlan-key"),
+        pytest.param(["1", "2", "4096\t87380\t6291456"], ["net.ipv4.tcp_rmem=4096 131072 6291456"], id="multi-valued"),
+        pytest.param(["1", "2", "4096 131072"], ["net.ipv4.tcp_rmem=4096 131072 6291456"], id="fewer-words"),
+        pytest.param(
+            ["0", "1", ""],
+            ["net.mptcp.enabled=1", "net.ipv4.conf.eth0/100.rp_filter=2", "net.ipv4.tcp_rmem=4096 131072 6291456"],
+            id="all",
+        ),
+    ],
+)
+def test_drift_reports_differing_keys_in_order(current, expected):
+    assert f.sysctl_drift(DESIRED, current) == expected
+
+
+def test_drift_compares_non_string_desired_values_as_text():
+    assert f.sysctl_drift({"net.ipv4.tcp_fastopen": 3}, ["3"]) == []
+    assert f.sysctl_drift({"net.ipv4.tcp_fastopen": 3}, ["1"]) == ["net.ipv4.tcp_fastopen=3"]
+
+
+def test_drift_accepts_any_iterable_of_lines():
+    assert f.sysctl_drift(DESIRED, iter(["1", "2", "4096\t131072\t6291456"])) == []
+
+
+@pytest.mark.parametrize("current", [[], ["1", "2"], ["1", "2", "3", "4"]])
+def test_drift_line_count_mismatch_raises(current):
+    with pytest.raises(AnsibleFilterError) as info:
+        f.sysctl_drift(DESIRED, current)
+    assert info.value.message == f"sysctl -n returned {len(current)} values for 3 keys"
+
+
+def test_drift_round_trip_with_base_sysctls():
+    desired = f.cpe_base_sysctls(checked({**DSL, "device": "eth0.100"}), {"net.ipv4.tcp_ecn": True})
+    in_force = list(desired.values())
+    assert f.sysctl_drift(desired, in_force) == []
+
+
+# ---------------------------------------------------------------------------
+# mptcp_limits / mptcp_limits_for
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("add_addr_accepted 0 subflows 2 ", {"add_addr_accepted": 0, "subflows": 2}),
+        ("add_addr_accepted 0 subflows 2 \n", {"add_addr_accepted": 0, "subflows": 2}),
+        ("subflows 8", {"subflows": 8}),
+        ("add_addr_accepted\t3\tsubflows\t3", {"add_addr_accepted": 3, "subflows": 3}),
+    ],
+)
+def test_mptcp_limits(text, expected):
+    result = f.mptcp_limits(text)
+    assert result == expected
+    assert all(type(v) is int for v in result.values())
+
+
+@pytest.mark.parametrize("text", ["", "   ", "subflows", "subflows x", "add_addr_accepted 0 subflows", "subflows 2.5"])
+def test_mptcp_limits_rejects(text):
+    with pytest.raises(AnsibleFilterError) as info:
+        f.mptcp_limits(text)
+    assert info.value.message == f"cannot read MPTCP limits from {text!r}"
+
+
+def test_mptcp_limits_compare_equal_to_limits_for():
+    # limits.yml compares the parsed kernel state with mptcp_limits_for: equal means no change.
+    wans = checked(DSL, LTE)
+    assert f.mptcp_limits("add_addr_accepted 2 subflows 2 ") == f.mptcp_limits_for(wans)
+    assert f.mptcp_limits("add_addr_accepted 0 subflows 2 ") != f.mptcp_limits_for(wans)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 12])
+def test_mptcp_limits_for(n):
+    wans = [{"name": f"w{i}", "device": f"eth{i}"} for i in range(n)]
+    expected = min(n, 8)
+    assert f.mptcp_limits_for(wans) == {"add_addr_accepted": expected, "subflows": expected}
+
+
+def test_mptcp_limit_max_is_the_kernel_maximum():
+    assert f.MPTCP_LIMIT_MAX == 8 == inventory.MAX_WANS
