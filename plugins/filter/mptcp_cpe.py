@@ -13,10 +13,10 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from mptcp_cpe import inventory
+    from mptcp_cpe import inventory, kea
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from mptcp_cpe import inventory
+    from mptcp_cpe import inventory, kea
 
 # The kernel's in-kernel path manager refuses limits above this (MPTCP_PM_ADDR_MAX).
 MPTCP_LIMIT_MAX = 8
@@ -37,6 +37,20 @@ def cpe_wans(wans, host):
 def cpe_platform(distribution, host):
     """'Debian' or 'OpenWrt' from the distribution fact; anything else is an error naming it."""
     return _checked(inventory.platform, host, distribution)
+
+
+def option_code(value, family, host, field):
+    """A DHCP option code (family 4 or 6) from the inventory, checked."""
+    return _checked(inventory.option_code, host, field, value, int(family))
+
+
+def kea_config(host, family, subnets, classes, mcps, code, hook_library, lease_file, socket,
+               lease_lifetime=3600, listen=None):
+    """The operator's kea-dhcp4/kea-dhcp6 configuration, from the inventory (checked)."""
+    return _checked(lambda: kea.render(
+        host, int(family), subnets_raw=subnets, classes_raw=classes, mcps_raw=mcps, option_code_raw=code,
+        hook_library=hook_library, lease_file=lease_file, socket=socket, lease_lifetime=lease_lifetime,
+        listen=listen))
 
 
 def sysctl_key(device: str, leaf: str, family: str = "ipv4") -> str:
@@ -93,6 +107,8 @@ class FilterModule:
         return {
             "mptcp_cpe_wans": cpe_wans,
             "mptcp_cpe_platform": cpe_platform,
+            "mptcp_cpe_option_code": option_code,
+            "mptcp_cpe_kea_config": kea_config,
             "mptcp_cpe_base_sysctls": cpe_base_sysctls,
             "mptcp_cpe_sysctl_drift": sysctl_drift,
             "mptcp_cpe_limits": mptcp_limits,

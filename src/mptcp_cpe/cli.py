@@ -1,32 +1,80 @@
 """The ``mptcp-cpe`` console script.
 
-Subcommands register themselves here as they land (DESIGN.md lists the contract:
-option, converter, mcp, wand, dhcp-hook, status); until then the script answers
-``--version``, which the cpe_base role uses to check what it installed.
+    mptcp-cpe option encode v4|v6 LIST [LIST...]   each LIST one MCP, addresses comma-separated
+    mptcp-cpe option decode v4|v6 HEX [HEX...]     v4: the parts of one split option; v6: instances
+    mptcp-cpe dhcp-hook ...                         called by the WAN DHCP clients' scripts
+
+The other subcommands of DESIGN.md (converter, mcp, wand, status) arrive with their work.
 """
 
 from __future__ import annotations
 
 import argparse
+import binascii
+import json
 import sys
 
-from . import __version__
+from . import __version__, dhcp_hook, options
+
+
+def _option(args: argparse.Namespace) -> int:
+    where = f"option {args.action} {args.family}"
+    try:
+        if args.action == "encode":
+            mcps = [[a.strip() for a in item.split(",")] for item in args.items]
+            for i, mcp in enumerate(mcps):
+                if any(not a for a in mcp):
+                    raise options.OptionError(options.lib.MCP_E_EMPTY_LIST, f"MCP {i + 1} ({args.items[i]!r}) has an empty address")
+            if args.family == "v4":
+                print(options.encode_v4(mcps).hex())
+            else:
+                for mcp in mcps:
+                    print(options.encode_v6(mcp).hex())
+            return 0
+        parts = []
+        for i, text in enumerate(args.items):
+            try:
+                parts.append(bytes.fromhex(text.replace(":", "")))
+            except ValueError:
+                raise options.OptionError(0, f"argument {i + 1} is not hex: {text!r}") from None
+        if args.family == "v4":
+            # RFC 3396: a long option arrives in parts with the same code, joined in order.
+            result = options.decode_v4(b"".join(parts))
+        else:
+            result = [m for m in (options.decode_v6(p) for p in parts) if m]
+        print(json.dumps(result))
+        return 0
+    except (options.OptionError, binascii.Error) as exc:
+        print(f"mptcp-cpe: {where}: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mptcp-cpe",
-        description="Network-assisted Multipath TCP for CPEs.",
-    )
+    parser = argparse.ArgumentParser(prog="mptcp-cpe", description="Network-assisted Multipath TCP for CPEs.")
     parser.add_argument("--version", action="version", version=f"mptcp-cpe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    opt = sub.add_parser("option", help="encode or decode the MCP DHCP options (draft-boucadair-mptcp-dhc)")
+    opt_sub = opt.add_subparsers(dest="action", required=True)
+    enc = opt_sub.add_parser("encode", help="MCP lists to option data as hex (no code or length octets)")
+    enc.add_argument("family", choices=["v4", "v6"])
+    enc.add_argument("items", nargs="+", metavar="LIST", help="one MCP: its addresses, comma-separated")
+    dec = opt_sub.add_parser("decode", help="option data (hex) to MCP lists as JSON, after the client rule")
+    dec.add_argument("family", choices=["v4", "v6"])
+    dec.add_argument("items", nargs="+", metavar="HEX", help="v4: the parts of one (split) option; v6: one instance each")
+    opt.set_defaults(func=_option)
+
+    dhcp_hook.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help(sys.stderr)
-    return 2
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return args.func(args)
 
 
 if __name__ == "__main__":

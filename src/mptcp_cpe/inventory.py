@@ -200,3 +200,12 @@ def platform(host: str, distribution: Any) -> str:
     if distribution not in PLATFORMS:
         raise InventoryError(host, "ansible_facts.distribution", f"unsupported platform; mptcp-cpe runs on {' or '.join(PLATFORMS)}", distribution)
     return distribution
+
+
+# DHCPv4 codes 0 (pad) and 255 (end) are not options; DHCPv6 codes are 16 bits, 0 unused.
+OPTION_CODE_RANGE = {4: (1, 254), 6: (1, 65535)}
+
+
+def option_code(host: str, field: str, value: Any, family: int) -> int:
+    """A DHCP option code from an inventory (never a constant in logic)."""
+    return _int(host, field, value, *OPTION_CODE_RANGE[family])

@@ -1,0 +1,187 @@
+"""``mptcp-cpe dhcp-hook``: what a WAN's DHCP client learned about MCPs, kept in mcp.json.
+
+The client-side scripts (hooks/dhcp-client/) call this with the client's own event name
+and the option's raw value as that client prints it. A lease that starts or renews
+(BOUND, RENEW, REBIND, ...) replaces that WAN's MCP lists for that address family; a lease
+that ends (EXPIRE, RELEASE, STOP, deconfig, ...) withdraws them. A malformed option is
+logged and ignored (the WAN keeps what it had), and nothing here ever makes the DHCP client
+fail: every error ends in a log line and exit status 0.
+
+mcp.json::
+
+    {"version": 1,
+     "wans": {"wan1": {"v4": {"mcps": [["192.0.2.1"]], "client": "dhclient",
+                             "event": "BOUND", "learned": "2026-11-22T09:40:00+00:00"},
+                      "v6": {...}}}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import logging.handlers
+import os
+import re
+import sys
+from pathlib import Path
+
+from . import options
+from .inventory import is_ifname
+from .statefile import RUN_DIR, StateFileError, locked, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+MCP_STATE = RUN_DIR / "mcp.json"
+STATE_VERSION = 1
+
+BIND, WITHDRAW, IGNORE = "bind", "withdraw", "ignore"
+
+# Each client's event names, and what they mean for the WAN's MCPs.
+EVENTS: dict[str, dict[str, str]] = {
+    # ISC dhclient's $reason (dhclient-script(8)); TIMEOUT: no server answered but a cached
+    # lease still works, so its options are in force.
+    "dhclient": {
+        "BOUND": BIND, "RENEW": BIND, "REBIND": BIND, "REBOOT": BIND, "TIMEOUT": BIND,
+        "BOUND6": BIND, "RENEW6": BIND, "REBIND6": BIND,
+        "EXPIRE": WITHDRAW, "RELEASE": WITHDRAW, "STOP": WITHDRAW,
+        "EXPIRE6": WITHDRAW, "RELEASE6": WITHDRAW, "STOP6": WITHDRAW,
+        "PREINIT": IGNORE, "PREINIT6": IGNORE, "FAIL": IGNORE, "MEDIUM": IGNORE,
+        "ARPCHECK": IGNORE, "ARPSEND": IGNORE, "DEPREF6": IGNORE,
+    },
+    # busybox udhcpc's $1.
+    "udhcpc": {"bound": BIND, "renew": BIND, "deconfig": WITHDRAW, "leasefail": IGNORE, "nak": IGNORE},
+    # odhcp6c's $1.
+    "odhcp6c": {
+        "bound": BIND, "updated": BIND, "rebound": BIND, "informed": BIND,
+        "unbound": WITHDRAW, "stopped": WITHDRAW, "started": IGNORE, "ra-updated": IGNORE,
+    },
+}
+FAMILY = {"dhclient": None, "udhcpc": "v4", "odhcp6c": "v6"}  # dhclient: by the event's 6 suffix
+
+HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
+COLON_HEX = re.compile(r"[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{1,2})*")
+DECIMALS = re.compile(r"\d{1,3}(?:[ ,]+\d{1,3})*")
+
+
+class HookError(ValueError):
+    pass
+
+
+def option_bytes(value: str) -> bytes:
+    """The option's octets from the forms DHCP clients print: plain hex (udhcpc, odhcp6c),
+    colon-separated hex with 1-2 digits an octet, or decimal octets separated by commas or
+    spaces (dhclient, depending on how the option is declared)."""
+    v = value.strip()
+    if DECIMALS.fullmatch(v) and not HEX.fullmatch(v):
+        octets = [int(x) for x in re.split(r"[ ,]+", v)]
+        if any(o > 255 for o in octets):
+            raise HookError(f"octet out of range in {value!r}")
+        return bytes(octets)
+    if HEX.fullmatch(v):
+        return bytes.fromhex(v)
+    if COLON_HEX.fullmatch(v):
+        return bytes(int(x, 16) for x in v.split(":"))
+    raise HookError(f"not hex or decimal octets: {value!r}")
+
+
+def decode(family: str, values: list[str]) -> list[list[str]]:
+    """MCP lists after the client rule. v4: the values are the parts of one (split) option;
+    v6: each value is one option instance, i.e. one MCP."""
+    if family == "v4":
+        return options.decode_v4(b"".join(option_bytes(v) for v in values))
+    mcps = [options.decode_v6(option_bytes(v)) for v in values]
+    return [m for m in mcps if m]
+
+
+def apply_event(state: dict, *, client: str, interface: str, event: str, family: str,
+                mcps: list[list[str]] | None, now: str) -> dict:
+    """The new mcp.json content: pure, so every lifecycle rule is testable without files.
+    ``mcps`` None means the lease carried no MCP option."""
+    action = EVENTS[client][event]
+    if action == IGNORE:
+        return state
+    wans = dict(state.get("wans", {}))
+    entry = dict(wans.get(interface, {}))
+    if action == BIND and mcps:
+        entry[family] = {"mcps": mcps, "client": client, "event": event, "learned": now}
+    else:
+        # A lease without the option, or one that ended: this WAN offers no MCP for this family.
+        entry.pop(family, None)
+    if entry:
+        wans[interface] = entry
+    else:
+        wans.pop(interface, None)
+    return {"version": STATE_VERSION, "wans": wans}
+
+
+def family_of(client: str, event: str) -> str:
+    return FAMILY[client] or ("v6" if event.endswith("6") else "v4")
+
+
+def run(client: str, interface: str, event: str, values: list[str], state_file: Path) -> int:
+    if client not in EVENTS:
+        raise HookError(f"unknown client {client!r}")
+    if not is_ifname(interface):
+        raise HookError(f"{interface!r} is not an interface name")
+    if event not in EVENTS[client]:
+        log.info("%s %s: event %s does not concern MCPs", client, interface, event)
+        return 0
+    family = family_of(client, event)
+    mcps = None
+    values = [v for v in values if v.strip()]
+    if EVENTS[client][event] == BIND and values:
+        try:
+            mcps = decode(family, values)
+        except (HookError, options.OptionError) as exc:
+            log.warning("%s %s %s: MCP option ignored, the WAN keeps what it had: %s",
+                        client, interface, event, exc)
+            return 0
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    with locked(state_file):
+        state = read_json(state_file, {"version": STATE_VERSION, "wans": {}})
+        new = apply_event(state, client=client, interface=interface, event=event,
+                          family=family, mcps=mcps, now=now)
+        if new != state:
+            write_json_atomic(state_file, new)
+    have = new.get("wans", {}).get(interface, {}).get(family, {}).get("mcps", [])
+    log.info("%s %s %s: %d MCP(s) for %s", client, interface, event, len(have), family)
+    return 0
+
+
+def _logging() -> None:
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    root.setLevel(logging.INFO)
+    err = logging.StreamHandler(sys.stderr)
+    err.setFormatter(logging.Formatter("mptcp-cpe dhcp-hook: %(message)s"))
+    root.addHandler(err)
+    if os.path.exists("/dev/log"):
+        try:
+            sys_h = logging.handlers.SysLogHandler(address="/dev/log")
+            sys_h.setFormatter(logging.Formatter("mptcp-cpe[%(process)d]: dhcp-hook: %(message)s"))
+            root.addHandler(sys_h)
+        except OSError:
+            pass
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dhcp-hook", help="record the MCPs a WAN's DHCP client learned (called by the client's script)")
+    p.add_argument("--client", required=True, choices=sorted(EVENTS))
+    p.add_argument("--interface", required=True)
+    p.add_argument("--event", required=True, help="the client's own event name ($reason, $1)")
+    p.add_argument("--state-file", type=Path, default=MCP_STATE)
+    p.add_argument("values", nargs="*", help="the option's value(s) as the client printed them")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    _logging()
+    try:
+        return run(args.client, args.interface, args.event, args.values, args.state_file)
+    except (HookError, StateFileError, OSError) as exc:
+        log.error("%s %s %s: %s", args.client, args.interface, args.event, exc)
+    except Exception:  # the DHCP client must never fail because of us
+        log.exception("%s %s %s: unexpected error", args.client, args.interface, args.event)
+    return 0

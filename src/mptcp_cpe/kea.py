@@ -1,0 +1,211 @@
+"""The operator's Kea configuration, from the inventory (role isp_dhcp).
+
+``render(host, family, ...)`` checks the inventory's subnets, classes and MCP lists and
+returns the whole kea-dhcp4 / kea-dhcp6 configuration as a dict (Ansible writes it with
+``to_nice_json``). Errors name the host and the inventory field; the hook checks the same
+MCP rules again in its load(), and Kea's ``-t`` checks the rest.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from .inventory import InventoryError, _int, _keys, is_ifname, option_code
+
+HOOK_NAME = "libdhcp_mptcp.so"
+CLASS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+FQDN = re.compile(r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\.?")
+SUBNET_KEYS = {"id", "subnet", "interface", "pool", "router", "mcps"}
+CLASS_KEYS = {"name", "test", "mcps"}
+
+
+def _address(host: str, field: str, value: Any, family: int):
+    if not isinstance(value, str):
+        raise InventoryError(host, field, f"not an IPv{family} address", value)
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        raise InventoryError(host, field, f"not an IPv{family} address", value) from None
+    if addr.version != family:
+        raise InventoryError(host, field, f"not an IPv{family} address", value)
+    return addr
+
+
+def mcp_lists(host: str, field: str, raw: Any, family: int) -> list[list[str]]:
+    """A list of MCPs; each MCP a non-empty list of addresses, or one FQDN (resolved by the hook)."""
+    if not isinstance(raw, list) or not raw:
+        raise InventoryError(host, field, "must be a non-empty list of MCPs, each a list of addresses or [FQDN]", raw)
+    out = []
+    for i, mcp in enumerate(raw):
+        where = f"{field}[{i}]"
+        if not isinstance(mcp, list) or not mcp:
+            raise InventoryError(host, where, "an MCP is a non-empty list of its addresses, or [FQDN]", mcp)
+        if len(mcp) == 1 and isinstance(mcp[0], str) and FQDN.fullmatch(mcp[0]) and not _is_ip(mcp[0]):
+            out.append([mcp[0]])
+            continue
+        if family == 4 and len(mcp) > 63:
+            raise InventoryError(host, where, "at most 63 addresses in one DHCPv4 MCP list", len(mcp))
+        addrs = []
+        for j, a in enumerate(mcp):
+            addr = _address(host, f"{where}[{j}]", a, family)
+            # v6: an IPv4-mapped address names an IPv4 MCP; check the address it maps.
+            check = addr.ipv4_mapped if family == 6 and addr.ipv4_mapped else addr
+            if check.is_multicast or check.is_loopback or check.is_unspecified:
+                raise InventoryError(host, f"{where}[{j}]", "multicast, loopback and unspecified addresses cannot be MCPs", a)
+            # Written as ::ffff:a.b.c.d, as operators do (Python 3.11 would say ::ffff:cb00:7102).
+            addrs.append(f"::ffff:{addr.ipv4_mapped}" if family == 6 and addr.ipv4_mapped else str(addr))
+        out.append(addrs)
+    return out
+
+
+def _is_ip(s: str) -> bool:
+    try:
+        ipaddress.ip_address(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _pool(host: str, field: str, value: Any, net) -> str:
+    if not isinstance(value, str) or value.count("-") != 1:
+        raise InventoryError(host, field, f"must be 'FIRST - LAST' inside {net}", value)
+    first, last = (_address(host, field, p.strip(), net.version) for p in value.split("-"))
+    if first not in net or last not in net:
+        raise InventoryError(host, field, f"must lie inside the subnet {net}", value)
+    if first > last:
+        raise InventoryError(host, field, "its first address is after its last", value)
+    return f"{first} - {last}"
+
+
+def subnets(host: str, field: str, raw: Any, family: int) -> list[dict]:
+    if not isinstance(raw, list) or not raw:
+        raise InventoryError(host, field, "must be a non-empty list of subnets", raw)
+    seen_ids: dict[int, int] = {}
+    seen_nets: dict[Any, int] = {}
+    out = []
+    for i, s in enumerate(raw):
+        where = f"{field}[{i}]"
+        if not isinstance(s, dict):
+            raise InventoryError(host, where, "must be a mapping with id, subnet, interface, pool", s)
+        allowed = SUBNET_KEYS if family == 4 else SUBNET_KEYS - {"router"}  # v6 routers come from RAs
+        unknown = set(s) - allowed
+        if unknown:
+            raise InventoryError(host, where, f"unknown keys {_keys(unknown)}; allowed: {sorted(allowed)}", show_value=False)
+        for key in ("id", "subnet", "pool"):
+            if key not in s:
+                raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
+        sid = _int(host, f"{where}.id", s["id"], 1, 4294967294)
+        if sid in seen_ids:
+            raise InventoryError(host, f"{where}.id", f"already used by {field}[{seen_ids[sid]}]", sid)
+        seen_ids[sid] = i
+        try:
+            net = ipaddress.ip_network(s["subnet"])
+        except (ValueError, TypeError):
+            raise InventoryError(host, f"{where}.subnet", f"not an IPv{family} prefix", s["subnet"]) from None
+        if net.version != family:
+            raise InventoryError(host, f"{where}.subnet", f"not an IPv{family} prefix", s["subnet"])
+        if net in seen_nets:
+            raise InventoryError(host, f"{where}.subnet", f"already used by {field}[{seen_nets[net]}]", s["subnet"])
+        seen_nets[net] = i
+        # No interface: the subnet is reached through relays (selected by the relay's address).
+        if "interface" in s and not is_ifname(s["interface"]):
+            raise InventoryError(host, f"{where}.interface", "not a Linux interface name", s["interface"])
+        entry = {"id": sid, "subnet": str(net), "pool": _pool(host, f"{where}.pool", s["pool"], net)}
+        if "interface" in s:
+            entry["interface"] = s["interface"]
+        if family == 4 and "router" in s:
+            router = _address(host, f"{where}.router", s["router"], 4)
+            if router not in net:
+                raise InventoryError(host, f"{where}.router", f"outside the subnet {net}", s["router"])
+            entry["router"] = str(router)
+        if "mcps" in s:
+            entry["mcps"] = mcp_lists(host, f"{where}.mcps", s["mcps"], family)
+        out.append(entry)
+    return out
+
+
+def classes(host: str, field: str, raw: Any, family: int) -> list[dict]:
+    if raw in (None, []):
+        return []
+    if not isinstance(raw, list):
+        raise InventoryError(host, field, "must be a list of classes", raw)
+    out, seen = [], {}
+    for i, c in enumerate(raw):
+        where = f"{field}[{i}]"
+        if not isinstance(c, dict):
+            raise InventoryError(host, where, "must be a mapping with name, test, mcps", c)
+        unknown = set(c) - CLASS_KEYS
+        if unknown:
+            raise InventoryError(host, where, f"unknown keys {_keys(unknown)}; allowed: {sorted(CLASS_KEYS)}", show_value=False)
+        for key in CLASS_KEYS:
+            if key not in c:
+                raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
+        name = c["name"]
+        if not isinstance(name, str) or not CLASS_NAME.fullmatch(name):
+            raise InventoryError(host, f"{where}.name", "1-64 characters of letters, digits, _ . -", name)
+        if name in seen:
+            raise InventoryError(host, f"{where}.name", f"already used by {field}[{seen[name]}]", name)
+        seen[name] = i
+        if not isinstance(c["test"], str) or not c["test"].strip():
+            raise InventoryError(host, f"{where}.test", "must be a Kea class test expression", c["test"])
+        out.append({"name": name, "test": c["test"],
+                    "mcps": mcp_lists(host, f"{where}.mcps", c["mcps"], family)})
+    return out
+
+
+def render(host: str, family: int, *, subnets_raw: Any, classes_raw: Any, mcps_raw: Any,
+           option_code_raw: Any, hook_library: str, lease_file: str, socket: str,
+           lease_lifetime: int = 3600, listen: Any = None) -> dict:
+    """The whole kea-dhcp<family> configuration for the operator's server."""
+    fam = f"v{family}"
+    prefix = f"isp_dhcp_{fam}"
+    code = option_code(host, f"{prefix}_option_code", option_code_raw, family)
+    subs = subnets(host, f"{prefix}_subnets", subnets_raw, family)
+    cls = classes(host, f"{prefix}_classes", classes_raw, family)
+    default = mcp_lists(host, f"{prefix}_mcps", mcps_raw, family) if mcps_raw not in (None, []) else []
+    lifetime = _int(host, "isp_dhcp_lease_lifetime", lease_lifetime, 60, 7 * 86400)
+    listen = [] if listen is None else listen
+    if not isinstance(listen, list) or not all(is_ifname(i) for i in listen):
+        raise InventoryError(host, "isp_dhcp_listen", "must be a list of interface names", listen)
+    interfaces = sorted(set(listen) | {s["interface"] for s in subs if "interface" in s})
+    if not interfaces:
+        raise InventoryError(host, "isp_dhcp_listen", "no interface to serve on: give subnets an interface, or list the relay-facing ones here", listen)
+
+    params: dict[str, Any] = {f"{fam}-option-code": code}
+    fam_params: dict[str, Any] = {}
+    if default:
+        fam_params["mcps"] = default
+    with_mcps = [{"id": s["id"], "mcps": s["mcps"]} for s in subs if "mcps" in s]
+    if with_mcps:
+        fam_params["subnets"] = with_mcps
+    if cls:
+        fam_params["classes"] = [{"name": c["name"], "mcps": c["mcps"]} for c in cls]
+    params[fam] = fam_params
+
+    kea_subnets = []
+    for s in subs:
+        sub: dict[str, Any] = {"id": s["id"], "subnet": s["subnet"], "pools": [{"pool": s["pool"]}]}
+        if "interface" in s:
+            sub["interface"] = s["interface"]
+        if family == 4 and "router" in s:
+            sub["option-data"] = [{"name": "routers", "data": s["router"]}]
+        kea_subnets.append(sub)
+
+    server: dict[str, Any] = {
+        "interfaces-config": {"interfaces": interfaces},
+        "control-socket": {"socket-type": "unix", "socket-name": socket},
+        "lease-database": {"type": "memfile", "persist": True, "name": lease_file, "lfc-interval": 3600},
+        "valid-lifetime": lifetime,
+        "renew-timer": lifetime // 2,
+        "rebind-timer": lifetime * 7 // 8,
+        "hooks-libraries": [{"library": hook_library, "parameters": params}],
+        f"subnet{family}": kea_subnets,
+        "loggers": [{"name": f"kea-dhcp{family}", "output_options": [{"output": "syslog"}], "severity": "INFO"}],
+    }
+    if family == 6:
+        server["preferred-lifetime"] = lifetime * 3 // 4
+    if cls:
+        server["client-classes"] = [{"name": c["name"], "test": c["test"]} for c in cls]
+    return {f"Dhcp{family}": server}

@@ -1,0 +1,177 @@
+"""The CPE side of the MCP option with real clients: busybox udhcpc and ISC dhclient run
+the hooks of hooks/dhcp-client against a real kea-dhcp4, and mcp.json follows the lease.
+
+Kea sends the option here from plain option-data (only to clients that ask for it), so
+these tests need nothing of the Kea hook; tests/netns/test_kea_hook.py covers that.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jinja2
+import pytest
+from netlab import link_pair, needs_root, procs, sh, start_kea4, wait_for  # noqa: F401 - procs is a fixture
+
+from helpers import TOP, VENV_BIN
+
+pytestmark = [pytest.mark.root, needs_root,
+              pytest.mark.skipif(not shutil.which("kea-dhcp4"), reason="kea-dhcp4 is not installed")]
+
+CODE = 224
+# Two MCPs: [203.0.113.1] and [203.0.113.2, 203.0.113.3] (list-len 4, then list-len 8).
+MCP_HEX = "04cb007101" + "08cb007102cb007103"
+MCP_LISTS = [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]
+TEMPLATES = TOP / "hooks" / "dhcp-client"
+
+
+def kea_config(option_hex: str) -> dict:
+    return {"Dhcp4": {
+        "interfaces-config": {"interfaces": ["a0"]},
+        "valid-lifetime": 600,
+        "option-def": [{"name": "mptcp-mcp", "code": CODE, "type": "binary", "space": "dhcp4"}],
+        # Not always-send: Kea answers with it only when the client's PRL asks for it.
+        "option-data": [{"name": "mptcp-mcp", "code": CODE, "csv-format": False, "data": option_hex}],
+        "subnet4": [{"id": 1, "subnet": "192.0.2.0/24", "interface": "a0",
+                     "pools": [{"pool": "192.0.2.100 - 192.0.2.110"}]}],
+    }}
+
+
+def render(name: str, dest: Path, **values) -> Path:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    dest.write_text(env.from_string((TEMPLATES / name).read_text()).render(**values))
+    dest.chmod(0o755)
+    return dest
+
+
+def hook_command(tmp_path: Path) -> Path:
+    """mptcp-cpe as the hooks call it, with the state file kept in tmp_path."""
+    state = tmp_path / "mcp.json"
+    wrapper = tmp_path / "mptcp-cpe"
+    wrapper.write_text(f'#!/bin/sh\nsub=$1; shift\nexec {VENV_BIN}/mptcp-cpe "$sub" --state-file {state} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def read_state(tmp_path: Path) -> dict:
+    path = tmp_path / "mcp.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+# The system part of a client script: address only (never the host's /etc/resolv.conf,
+# which the distributions' scripts rewrite and which these namespaces share).
+UDHCPC_SYSTEM = """#!/bin/sh
+case "$1" in
+bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;;
+deconfig) ip addr flush dev "$interface" ;;
+esac
+"""
+DHCLIENT_SCRIPT = """#!/bin/sh
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT) ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+EXPIRE|RELEASE|STOP|FAIL) ip addr flush dev "$interface" ;;
+esac
+. {hook}
+"""
+
+
+def udhcpc_setup(tmp_path: Path) -> Path:
+    system = tmp_path / "system.script"
+    system.write_text(UDHCPC_SYSTEM)
+    system.chmod(0o755)
+    hook = render("udhcpc-hook.j2", tmp_path / "udhcpc-hook", wan_devices=["b0"], v4_option_code=CODE,
+                  hook_timeout=10, mptcp_cpe_bin=hook_command(tmp_path))
+    return render("udhcpc.script.j2", tmp_path / "udhcpc.script", udhcpc_system_script=system, udhcpc_hook_path=hook)
+
+
+def dhclient_setup(tmp_path: Path, request: bool = True) -> tuple[Path, Path]:
+    hook = render("dhclient-exit-hook.j2", tmp_path / "exit-hook", wan_devices=["b0"], mcp_option_name="mptcp-mcp",
+                  hook_timeout=10, mptcp_cpe_bin=hook_command(tmp_path))
+    script = tmp_path / "dhclient-script"
+    script.write_text(DHCLIENT_SCRIPT.format(hook=hook))
+    script.chmod(0o755)
+    conf = tmp_path / "dhclient.conf"
+    if request:
+        render("dhclient.conf.j2", conf, mcp_option_name="mptcp-mcp", v4_option_code=CODE)
+    else:
+        conf.write_text("")
+    return script, conf
+
+
+def dhclient(tmp_path: Path, script: Path, conf: Path, *flags: str) -> list[str]:
+    return ["dhclient", "-4", *flags, "-sf", str(script), "-cf", str(conf), "-pf", str(tmp_path / "dhclient.pid"),
+            "-lf", str(tmp_path / "dhclient.leases"), "b0"]
+
+
+def b0_address(ns: str) -> str | None:
+    for info in json.loads(sh("ip", "-j", "-4", "addr", "show", "b0", ns=ns).stdout):
+        for a in info["addr_info"]:
+            return a["local"]
+    return None
+
+
+def test_udhcpc_bound_then_release(tmp_path, procs):
+    script = udhcpc_setup(tmp_path)
+    with link_pair("t-chu", ["192.0.2.1/24"], []) as (srv, cli):
+        start_kea4(procs, tmp_path, srv, kea_config(MCP_HEX))
+        client = procs.start("udhcpc", "udhcpc", "-f", "-R", "-i", "b0", "-O", str(CODE), "-s", str(script),
+                             "-t", "10", "-T", "1", ns=cli)
+        state = wait_for("mcp.json to show b0's MCPs", lambda: read_state(tmp_path).get("wans"), timeout=30)
+        assert state["b0"]["v4"]["mcps"] == MCP_LISTS
+        assert state["b0"]["v4"]["client"] == "udhcpc" and state["b0"]["v4"]["event"] == "bound"
+        assert b0_address(cli).startswith("192.0.2.1")
+        # SIGTERM with -R: udhcpc releases the lease and runs the script with deconfig.
+        procs.stop(client)
+        assert read_state(tmp_path) == {"version": 1, "wans": {}}
+        assert b0_address(cli) is None
+        assert "DHCPRELEASE" in procs.log("kea4") or "DHCP4_RELEASE" in procs.log("kea4")
+
+
+def test_udhcpc_without_the_request_gets_no_mcps(tmp_path, procs):
+    script = udhcpc_setup(tmp_path)
+    with link_pair("t-chn", ["192.0.2.1/24"], []) as (srv, cli):
+        start_kea4(procs, tmp_path, srv, kea_config(MCP_HEX))
+        proc = sh("udhcpc", "-f", "-q", "-i", "b0", "-s", str(script), "-t", "10", "-T", "1", ns=cli, timeout=60)
+        assert b0_address(cli), proc.stdout + proc.stderr
+        assert read_state(tmp_path).get("wans", {}) == {}
+
+
+def test_udhcpc_malformed_option_is_ignored_and_the_lease_still_works(tmp_path, procs):
+    script = udhcpc_setup(tmp_path)
+    with link_pair("t-chm", ["192.0.2.1/24"], []) as (srv, cli):
+        # list-len 3: not a multiple of 4.
+        start_kea4(procs, tmp_path, srv, kea_config("03cb007101"))
+        proc = sh("udhcpc", "-f", "-q", "-i", "b0", "-O", str(CODE), "-s", str(script), "-t", "10", "-T", "1",
+                  ns=cli, timeout=60)
+        assert proc.returncode == 0
+        assert b0_address(cli), proc.stdout + proc.stderr
+        assert read_state(tmp_path).get("wans", {}) == {}
+        assert "MCP option ignored" in proc.stderr and "octet 0" in proc.stderr
+
+
+def test_dhclient_bound_then_release(tmp_path, procs):
+    script, conf = dhclient_setup(tmp_path)
+    with link_pair("t-chd", ["192.0.2.1/24"], []) as (srv, cli):
+        start_kea4(procs, tmp_path, srv, kea_config(MCP_HEX))
+        procs.start("dhclient", *dhclient(tmp_path, script, conf, "-d"), ns=cli)
+        state = wait_for("mcp.json to show b0's MCPs", lambda: read_state(tmp_path).get("wans"), timeout=30)
+        assert state["b0"]["v4"]["mcps"] == MCP_LISTS
+        assert state["b0"]["v4"]["client"] == "dhclient" and state["b0"]["v4"]["event"] in ("BOUND", "REBOOT")
+        # dhclient -r: release the lease, stop the running client; the script runs with RELEASE.
+        release = sh(*dhclient(tmp_path, script, conf, "-r"), ns=cli, timeout=30)
+        assert release.returncode == 0, release.stderr
+        assert read_state(tmp_path) == {"version": 1, "wans": {}}
+        assert b0_address(cli) is None
+
+
+def test_dhclient_without_the_request_gets_no_mcps(tmp_path, procs):
+    script, conf = dhclient_setup(tmp_path, request=False)
+    with link_pair("t-chx", ["192.0.2.1/24"], []) as (srv, cli):
+        start_kea4(procs, tmp_path, srv, kea_config(MCP_HEX))
+        proc = sh(*dhclient(tmp_path, script, conf, "-1"), ns=cli, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert b0_address(cli)
+        assert read_state(tmp_path).get("wans", {}) == {}
+        sh(*dhclient(tmp_path, script, conf, "-x"), ns=cli, check=False, timeout=30)
