@@ -373,6 +373,11 @@ def summary(inventory: Path, prefix: str) -> int:
         print(f"    WANs: {', '.join(fact['wan_devices'])} (rp_filter=2); "
               f"MPTCP limits: subflows {limits['subflows']}, add_addr_accepted {limits['add_addr_accepted']}")
         print("    sysctls: " + ", ".join(f"{k}={v}" for k, v in sorted(fact["sysctls"].items())))
+        mcp = run("docker", "exec", name, "cat", "/run/mptcp-cpe/mcp.json", check=False)
+        wans = json.loads(mcp.stdout).get("wans", {}) if mcp.returncode == 0 else {}
+        learned = [f"{wan} " + " ".join("[" + ", ".join(m) + "]" for fam in ("v4", "v6") for m in info.get(fam, {}).get("mcps", []))
+                   for wan, info in sorted(wans.items())]
+        print("    MCPs by DHCP: " + ("; ".join(learned) if learned else "none yet"))
     return 0
 
 

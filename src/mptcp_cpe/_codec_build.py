@@ -5,6 +5,7 @@ sends. Paths are relative to this file: building from a copy of the tree works.
 """
 
 import os
+import re
 from pathlib import Path
 
 from cffi import FFI
@@ -13,31 +14,18 @@ HERE = Path(__file__).resolve().parent
 # setuptools refuses absolute source paths: relative to where setup.py runs (the tree's root).
 CODEC = Path(os.path.relpath(HERE.parent.parent / "hooks" / "kea"))
 
+
+def cdef_from_header(text: str) -> str:
+    """The header's constants and prototypes as cffi wants them: mcp_codec.h is the one
+    source, and in API mode `#define NAME ...` takes each value from the real header."""
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    consts = re.findall(r"^#define\s+(MCP_\w+)\s+\S", text, flags=re.M)
+    protos = re.findall(r"^((?:const\s+)?\w+\s*\*?\s*mcp_\w+\([^;]*\);)", text, flags=re.M)
+    return "\n".join([f"#define {c} ..." for c in consts] + [" ".join(p.split()) for p in protos])
+
+
 ffibuilder = FFI()
-ffibuilder.cdef("""
-#define MCP_OK 0
-#define MCP_E_SHORT -1
-#define MCP_E_LIST_LEN -2
-#define MCP_E_TRUNCATED -3
-#define MCP_E_V6_LEN -4
-#define MCP_E_NOSPACE -5
-#define MCP_E_LIST_TOO_LONG -6
-#define MCP_E_EMPTY_LIST -7
-#define MCP_E_ADDR -8
-#define MCP_E_ARG -9
-#define MCP_V4_LIST_MAX 63
-const char *mcp_strerror(int code);
-int mcp_v4_decode(const uint8_t *data, size_t len, uint8_t *addrs, size_t addrs_cap,
-                  uint16_t *list_counts, size_t lists_cap, size_t *n_addrs, size_t *err_offset);
-int mcp_v4_encode(const uint8_t *addrs, const uint16_t *list_counts, size_t n_lists,
-                  uint8_t *out, size_t out_cap);
-size_t mcp_v4_client_filter(uint8_t *addrs, uint16_t *list_counts, size_t n_lists, size_t *n_addrs);
-int mcp_v6_decode(const uint8_t *data, size_t len, uint8_t *addrs, size_t addrs_cap, size_t *err_offset);
-int mcp_v6_encode(const uint8_t *addrs, size_t n, uint8_t *out, size_t out_cap);
-size_t mcp_v6_client_filter(uint8_t *addrs, size_t n);
-int mcp_v4_addr_check(const uint8_t addr[4]);
-int mcp_v6_addr_check(const uint8_t addr[16]);
-""")
+ffibuilder.cdef(cdef_from_header((CODEC / "mcp_codec.h").read_text()))
 ffibuilder.set_source(
     "mptcp_cpe._mcp_codec",
     '#include "mcp_codec.h"',

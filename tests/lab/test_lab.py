@@ -10,6 +10,7 @@ import ipaddress
 import json
 import shutil
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -137,7 +138,7 @@ def cpe_state():
 )
 def test_bad_wans_are_refused_and_nothing_is_applied(lab, wans, expected):
     before = cpe_state()
-    proc = playbook("site.yml", "-e", json.dumps({"cpe_wans": wans}))
+    proc = playbook("site.yml", "--limit", "cpe", "-e", json.dumps({"cpe_wans": wans}))
     assert proc.returncode != 0
     out = " ".join((proc.stdout + proc.stderr).split())
     assert expected in out, out[-3000:]
@@ -164,12 +165,28 @@ def test_site_provisions_then_reports_no_change(lab):
     assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-3000:]
     second = playbook("site.yml")
     assert second.returncode == 0, second.stdout[-5000:]
-    recap = [line for line in second.stdout.splitlines() if line.startswith("cpe ")]
-    assert recap and "changed=0" in recap[0] and "failed=0" in recap[0], second.stdout[-3000:]
+    for host in ("isp", "cpe"):
+        recap = [line for line in second.stdout.splitlines() if line.startswith(f"{host} ")]
+        assert recap and "changed=0" in recap[0] and "failed=0" in recap[0], second.stdout[-3000:]
+    # The CPE's WANs took their leases and MCP lists from the isp's Kea.
+    state = wait_for_mcps()
+    assert state["wans"]["wan1"]["v4"]["mcps"] == [["203.0.113.1"]]
+    assert state["wans"]["wan2"]["v4"]["mcps"] == [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]
     summary = labctl("summary", "--prefix", PREFIX)
     assert summary.returncode == 0
     assert "cpe: Debian, mptcp-cpe" in summary.stdout
     assert "MPTCP limits: subflows 2, add_addr_accepted 2" in summary.stdout
+    assert "MCPs by DHCP: wan1 [203.0.113.1]; wan2 [203.0.113.1] [203.0.113.2, 203.0.113.3]" in summary.stdout
+
+
+def wait_for_mcps(timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = dexec("cpe", "cat", "/run/mptcp-cpe/mcp.json")
+        if out.returncode == 0 and set(json.loads(out.stdout)["wans"]) == {"wan1", "wan2"}:
+            return json.loads(out.stdout)
+        time.sleep(0.5)
+    raise AssertionError(f"mcp.json never showed both WANs: {dexec('cpe', 'cat', '/run/mptcp-cpe/mcp.json').stdout}")
 
 
 def host_view():
