@@ -365,7 +365,13 @@ def summary(inventory: Path, prefix: str) -> int:
         proc = run("docker", "exec", name, "sh", "-c",
                    "cat /etc/ansible/facts.d/mptcp_cpe_base.fact 2>/dev/null", check=False)
         if proc.returncode != 0 or not proc.stdout.strip():
-            print(f"{h.name}: not provisioned by mptcp-cpe")
+            kea = run("docker", "exec", name, "sh", "-c",
+                      "test -x /usr/local/sbin/kea-mptcp-check && for f in 4 6; do "
+                      "printf 'kea-dhcp%s %s, ' $f $(systemctl is-active kea-dhcp$f-server); done", check=False)
+            if kea.returncode == 0 and kea.stdout.strip():
+                print(f"{h.name}: operator DHCP with the MCP hook: {kea.stdout.strip().rstrip(',')}")
+            else:
+                print(f"{h.name}: not provisioned by mptcp-cpe")
             continue
         fact = json.loads(proc.stdout)
         limits = fact["mptcp_limits"]
