@@ -1,17 +1,19 @@
 // mptcp-cpe's Kea 2.2 hook: serves OPTION_V4_MPTCP / OPTION_V6_MPTCP
 // (draft-boucadair-mptcp-dhc) to clients that ask for them in their PRL / ORO.
-// Parameters are checked and the options pre-encoded in load(); the per-packet path only
-// picks the MCPs for the client (class, then subnet, then default) and copies bytes.
+// Parameters are checked and the options pre-encoded in load(); subnet ids are tied to
+// their prefixes from the server's configuration in dhcpN_srv_configured; the per-packet
+// path only picks the MCPs for the client (class, then subnet, then default) and adds
+// options built once.
 #include "mcp_config.h"
 
 #include <dhcp/dhcp4.h>
 #include <dhcp/dhcp6.h>
 #include <dhcp/option.h>
+#include <dhcp/option6_ia.h>
+#include <dhcp/option6_iaaddr.h>
 #include <dhcp/option_int_array.h>
 #include <dhcp/pkt4.h>
 #include <dhcp/pkt6.h>
-#include <dhcp/option6_ia.h>
-#include <dhcp/option6_iaaddr.h>
 #include <hooks/hooks.h>
 #include <log/logger.h>
 #include <log/macros.h>
@@ -19,31 +21,48 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cstring>
 #include <memory>
 #include <unordered_map>
 
 using namespace isc::dhcp;
 using namespace isc::hooks;
+using isc::data::ConstElementPtr;
 
 namespace {
 
 const isc::log::MessageID MPTCP_LOAD_ERROR = "MPTCP_LOAD_ERROR";
 const isc::log::MessageID MPTCP_LOADED = "MPTCP_LOADED";
+const isc::log::MessageID MPTCP_SUBNETS_BOUND = "MPTCP_SUBNETS_BOUND";
 const isc::log::MessageID MPTCP_CALLOUT_ERROR = "MPTCP_CALLOUT_ERROR";
 const char* messages[] = {
     "MPTCP_LOAD_ERROR", "mptcp-cpe hook: parameters refused: %1",
     "MPTCP_LOADED", "mptcp-cpe hook: loaded: %1",
+    "MPTCP_SUBNETS_BOUND", "mptcp-cpe hook: %1 subnet id(s) of %2 bound to the server's subnets",
     "MPTCP_CALLOUT_ERROR", "mptcp-cpe hook: %1 failed: %2",
     nullptr,
 };
 const isc::log::MessageInitializer message_initializer(messages);
 isc::log::Logger logger("dhcp-mptcp");
 
-// Immutable after load(): safe to read from Kea's packet threads.
+// Set by load() and read-only afterwards: safe to read from Kea's packet threads.
 std::unique_ptr<const mptcp_cpe::Config> config;
 // The options each MCP selection sends, built once at load(): the per-packet path only
-// adds a shared pointer to the response (Kea packs options without changing them).
+// adds a shared pointer to the response (Kea packs and splits without changing them).
 std::unordered_map<const mptcp_cpe::Payloads*, std::vector<OptionPtr> > prepared;
+
+// The subnets an address is matched against for "id" entries, most specific first: each
+// hook subnet's prefix, and every other server subnet overlapping one (so an address in a
+// more specific subnet without MCPs is not taken for its wider neighbour's).
+struct Route {
+    mptcp_cpe::Prefix prefix;
+    const std::vector<OptionPtr>* options;  // null: a server subnet without MCPs of its own
+};
+// Built by dhcpN_srv_configured, which Kea calls after load() and before it serves any
+// packet with the new configuration (packet processing is stopped while it reconfigures);
+// read-only afterwards.
+std::vector<Route> routes4, routes6;
 
 void prepare(const mptcp_cpe::FamilyConfig& fam, Option::Universe universe, uint16_t code) {
     auto add = [&](const mptcp_cpe::Payloads& p) {
@@ -55,40 +74,76 @@ void prepare(const mptcp_cpe::FamilyConfig& fam, Option::Universe universe, uint
     for (const auto& c : fam.classes) add(c.second);
 }
 
-// The client's MCPs: its first class that has some, else the subnet holding the address
-// it is being given, else the default.
-const std::vector<OptionPtr>* select(const mptcp_cpe::FamilyConfig& fam, Pkt& query,
-                                     const uint8_t* addr, size_t addr_len) {
-    const mptcp_cpe::Payloads* chosen = nullptr;
-    for (const auto& cls : fam.classes) {
-        if (query.inClass(cls.first)) {
-            chosen = &cls.second;
-            break;
+const std::vector<OptionPtr>* options_of(const mptcp_cpe::Payloads& p) {
+    auto it = prepared.find(&p);
+    return it == prepared.end() ? nullptr : &it->second;
+}
+
+std::vector<Route> build_routes(const mptcp_cpe::FamilyConfig& fam, const std::vector<mptcp_cpe::ServerSubnet>& server) {
+    std::vector<Route> routes;
+    std::vector<uint32_t> ids;
+    for (const auto& sub : fam.subnets) {
+        if (!sub.id) continue;
+        for (const auto& s : server) {
+            if (s.id == sub.id) routes.push_back(Route{s.prefix, options_of(sub.mcps)});
         }
+        ids.push_back(sub.id);
     }
-    if (!chosen && addr_len) {
-        for (const auto& sub : fam.subnets) {
-            if (sub.contains(addr, addr_len)) {
-                chosen = &sub.mcps;
+    const size_t own = routes.size();
+    for (const auto& s : server) {
+        if (std::find(ids.begin(), ids.end(), s.id) != ids.end()) continue;
+        for (size_t i = 0; i < own; ++i) {
+            if (s.prefix.overlaps(routes[i].prefix)) {
+                routes.push_back(Route{s.prefix, nullptr});
                 break;
             }
         }
     }
-    if (!chosen && fam.has_default) chosen = &fam.default_mcps;
-    if (!chosen) return nullptr;
-    auto it = prepared.find(chosen);
-    return it == prepared.end() ? nullptr : &it->second;
+    std::stable_sort(routes.begin(), routes.end(),
+                     [](const Route& a, const Route& b) { return a.prefix.length > b.prefix.length; });
+    return routes;
 }
 
-// The first address of the response's first IA_NA (empty if none).
-std::vector<uint8_t> ia_address(Pkt6& response) {
-    for (const auto& opt : response.getOptions(D6O_IA_NA)) {
-        auto ia = boost::dynamic_pointer_cast<Option6IA>(opt.second);
-        if (!ia) continue;
-        auto iaaddr = boost::dynamic_pointer_cast<Option6IAAddr>(ia->getOption(D6O_IAADDR));
-        if (iaaddr) return iaaddr->getAddress().toBytes();
+// The client's MCPs: its first class that has some; else the subnet holding the address it
+// is being given ("id" entries, then "prefix" entries); else the default.
+const std::vector<OptionPtr>* select(const mptcp_cpe::FamilyConfig& fam, const std::vector<Route>& routes,
+                                     Pkt& query, const uint8_t* addr, size_t addr_len) {
+    for (const auto& cls : fam.classes) {
+        if (query.inClass(cls.first)) return options_of(cls.second);
     }
-    return std::vector<uint8_t>();
+    if (addr_len) {
+        for (const auto& r : routes) {
+            if (r.prefix.contains(addr, addr_len)) {
+                if (r.options) return r.options;
+                break;
+            }
+        }
+        for (const auto& sub : fam.subnets) {
+            if (!sub.id && sub.prefix.contains(addr, addr_len)) return options_of(sub.mcps);
+        }
+    }
+    return fam.has_default ? options_of(fam.default_mcps) : nullptr;
+}
+
+// The address the response gives: the first IA_NA address, else the first IA_PD prefix.
+bool v6_address(const Pkt6& response, uint8_t out[16]) {
+    for (uint16_t ia_type : {D6O_IA_NA, D6O_IA_PD}) {
+        auto range = response.options_.equal_range(ia_type);
+        for (auto it = range.first; it != range.second; ++it) {
+            if (!it->second) continue;
+            for (uint16_t addr_type : {D6O_IAADDR, D6O_IAPREFIX}) {
+                auto sub = it->second->getOption(addr_type);
+                // Option6IAPrefix is an Option6IAAddr: getAddress() is the prefix.
+                auto iaaddr = boost::dynamic_pointer_cast<Option6IAAddr>(sub);
+                if (!iaaddr || !iaaddr->getAddress().isV6()) continue;
+                std::vector<uint8_t> bytes = iaaddr->getAddress().toBytes();
+                if (bytes.size() != 16) continue;
+                std::memcpy(out, bytes.data(), 16);
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 // Whether the query's request list (PRL: 8-bit codes; ORO: 16-bit codes) asks for the
@@ -113,6 +168,38 @@ bool requested(const Pkt& query, uint16_t list_code, uint16_t code) {
     return false;
 }
 
+// dhcpN_srv_configured: tie the "id" entries to the server's subnets; an id the server does
+// not have makes Kea refuse the configuration, as load() does for the other checks.
+int bind_subnets(CalloutHandle& handle, int family) {
+    std::vector<Route>& routes = family == 4 ? routes4 : routes6;
+    try {
+        routes.clear();
+        if (!config) return 0;
+        const mptcp_cpe::FamilyConfig& fam = family == 4 ? config->v4 : config->v6;
+        size_t n_ids = std::count_if(fam.subnets.begin(), fam.subnets.end(),
+                                     [](const mptcp_cpe::SubnetMcps& s) { return s.id != 0; });
+        if (!n_ids) return 0;
+        ConstElementPtr json;
+        handle.getArgument("json_config", json);
+        const char* wrapper = family == 4 ? "Dhcp4" : "Dhcp6";
+        if (json && json->getType() == isc::data::Element::map && json->get(wrapper)) json = json->get(wrapper);
+        std::vector<mptcp_cpe::ServerSubnet> server = mptcp_cpe::server_subnets(json, family);
+        mptcp_cpe::check_subnet_ids(fam, server, family);
+        routes = build_routes(fam, server);
+        LOG_INFO(logger, MPTCP_SUBNETS_BOUND).arg(n_ids).arg(family == 4 ? "v4" : "v6");
+    } catch (const std::exception& e) {
+        routes.clear();
+        LOG_ERROR(logger, MPTCP_LOAD_ERROR).arg(e.what());
+        try {
+            handle.setArgument("error", std::string("mptcp-cpe hook: parameters refused: ") + e.what());
+            handle.setStatus(CalloutHandle::NEXT_STEP_DROP);
+        } catch (...) {
+        }
+        return 1;
+    }
+    return 0;
+}
+
 }  // namespace
 
 extern "C" {
@@ -124,6 +211,8 @@ int version() {
 int load(LibraryHandle& handle) {
     try {
         prepared.clear();
+        routes4.clear();
+        routes6.clear();
         config.reset(new mptcp_cpe::Config(mptcp_cpe::parse_config(handle.getParameters())));
         prepare(config->v4, Option::V4, config->v4_code);
         prepare(config->v6, Option::V6, config->v6_code);
@@ -138,14 +227,24 @@ int load(LibraryHandle& handle) {
 }
 
 int unload() {
+    routes4.clear();
+    routes6.clear();
     prepared.clear();
     config.reset();
     return 0;
 }
 
-// The configuration is read-only once loaded and callouts keep no other state.
+// The configuration is read-only once loaded (and bound), and callouts keep no other state.
 int multi_threading_compatible() {
     return 1;
+}
+
+int dhcp4_srv_configured(CalloutHandle& handle) {
+    return bind_subnets(handle, 4);
+}
+
+int dhcp6_srv_configured(CalloutHandle& handle) {
+    return bind_subnets(handle, 6);
 }
 
 int pkt4_send(CalloutHandle& handle) {
@@ -157,15 +256,20 @@ int pkt4_send(CalloutHandle& handle) {
         if (!query || !response) return 0;
         if (response->getType() != DHCPOFFER && response->getType() != DHCPACK) return 0;
         if (!requested<uint8_t>(*query, DHO_DHCP_PARAMETER_REQUEST_LIST, config->v4_code)) return 0;
-        uint32_t yiaddr = htonl(response->getYiaddr().toUint32());
+        // The address being given; an ACK to an INFORM gives none: the client's own.
+        uint32_t host = response->getYiaddr().toUint32();
+        if (!host) host = query->getCiaddr().toUint32();
+        uint32_t addr = htonl(host);
         const std::vector<OptionPtr>* opts =
-            select(config->v4, *query, reinterpret_cast<const uint8_t*>(&yiaddr), yiaddr ? 4 : 0);
-        if (!opts) return 0;
+            select(config->v4, routes4, *query, reinterpret_cast<const uint8_t*>(&addr), host ? 4 : 0);
+        if (!opts || opts->empty()) return 0;
         // One option; Kea 2.2 splits data over 255 octets into several (RFC 3396) when packing.
         response->delOption(config->v4_code);
         response->addOption(opts->front());
     } catch (const std::exception& e) {
         LOG_ERROR(logger, MPTCP_CALLOUT_ERROR).arg("pkt4_send").arg(e.what());
+    } catch (...) {
+        LOG_ERROR(logger, MPTCP_CALLOUT_ERROR).arg("pkt4_send").arg("unknown exception");
     }
     return 0;
 }
@@ -179,9 +283,10 @@ int pkt6_send(CalloutHandle& handle) {
         if (!query || !response) return 0;
         if (response->getType() != DHCPV6_ADVERTISE && response->getType() != DHCPV6_REPLY) return 0;
         if (!requested<uint16_t>(*query, D6O_ORO, config->v6_code)) return 0;
-        std::vector<uint8_t> addr = ia_address(*response);
-        const std::vector<OptionPtr>* opts = select(config->v6, *query, addr.data(), addr.size());
-        if (!opts) return 0;
+        uint8_t addr[16];
+        bool has_addr = v6_address(*response, addr);
+        const std::vector<OptionPtr>* opts = select(config->v6, routes6, *query, addr, has_addr ? 16 : 0);
+        if (!opts || opts->empty()) return 0;
         while (response->delOption(config->v6_code)) {
         }
         for (const auto& opt : *opts) {
@@ -190,6 +295,8 @@ int pkt6_send(CalloutHandle& handle) {
         }
     } catch (const std::exception& e) {
         LOG_ERROR(logger, MPTCP_CALLOUT_ERROR).arg("pkt6_send").arg(e.what());
+    } catch (...) {
+        LOG_ERROR(logger, MPTCP_CALLOUT_ERROR).arg("pkt6_send").arg("unknown exception");
     }
     return 0;
 }

@@ -1,5 +1,6 @@
-// kea-mptcp-check CONFIG: the hook's own parameter checks (the code load() runs), which
-// `kea-dhcp4 -t` / `kea-dhcp6 -t` never run. Prints "ok" or the error line; exit 0 / 1.
+// kea-mptcp-check CONFIG: the hook's own parameter checks (the code load() and
+// dhcpN_srv_configured run), which `kea-dhcp4 -t` / `kea-dhcp6 -t` never run.
+// Prints "ok" or the error line; exit 0 / 1 (2: usage).
 #include "mcp_config.h"
 
 #include <cc/data.h>
@@ -16,8 +17,9 @@ static bool ends_with(const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
-// Kea's config parser accepts #, // and /* */ comments; isc::data's JSON parser none of
-// them. Blank them out (outside strings), keeping line numbers for error messages.
+// Kea's config parser accepts #, // and /* */ comments anywhere; isc::data's JSON parser
+// (Element::fromJSONFile, even with preproc) only "#" in a line's first column. Blank them
+// out (outside strings), keeping line numbers for error messages.
 static std::string strip_comments(const std::string& in) {
     std::string out;
     out.reserve(in.size());
@@ -62,17 +64,27 @@ int main(int argc, char** argv) {
         }
         std::stringstream text;
         text << file.rdbuf();
-        ConstElementPtr root = Element::fromJSON(strip_comments(text.str()), false);
+        std::istringstream json(strip_comments(text.str()));
+        ConstElementPtr root = Element::fromJSON(json, argv[1], false);
         int found = 0;
-        for (const char* server : {"Dhcp4", "Dhcp6"}) {
-            ConstElementPtr srv = root->get(server);
+        if (root->getType() != Element::map) {
+            std::cout << argv[1] << ": not a Kea configuration (a JSON map)" << std::endl;
+            return 1;
+        }
+        for (int family : {4, 6}) {
+            ConstElementPtr srv = root->get(family == 4 ? "Dhcp4" : "Dhcp6");
             if (!srv) continue;
             ConstElementPtr libs = srv->get("hooks-libraries");
             if (!libs) continue;
             for (const auto& lib : libs->listValue()) {
                 ConstElementPtr path = lib->get("library");
-                if (!path || !ends_with(path->stringValue(), "libdhcp_mptcp.so")) continue;
-                mptcp_cpe::parse_config(lib->get("parameters"));
+                if (!path || path->getType() != Element::string ||
+                    !ends_with(path->stringValue(), "libdhcp_mptcp.so")) {
+                    continue;
+                }
+                mptcp_cpe::Config config = mptcp_cpe::parse_config(lib->get("parameters"));
+                mptcp_cpe::check_subnet_ids(family == 4 ? config.v4 : config.v6,
+                                            mptcp_cpe::server_subnets(srv, family), family);
                 ++found;
             }
         }

@@ -17,13 +17,25 @@ namespace mptcp_cpe {
 // one option instance per MCP.
 typedef std::vector<std::vector<uint8_t> > Payloads;
 
-// A subnet's prefix, matched against the address a client is being given. (Debian 12's
-// kea-dev cannot compile dhcpsrv/subnet.h, so Kea's subnet objects are out of reach.)
-struct SubnetMcps {
-    std::vector<uint8_t> prefix;  // 4 or 16 octets
+// An address prefix: 4 or 16 octets and a length.
+struct Prefix {
+    std::vector<uint8_t> net;
     unsigned length = 0;
-    Payloads mcps;
     bool contains(const uint8_t* addr, size_t len) const;
+    bool overlaps(const Prefix& other) const;
+    bool operator==(const Prefix& o) const { return length == o.length && net == o.net; }
+};
+
+// A "subnets" entry: a Kea subnet id ("id"), or an address prefix ("prefix").
+// Debian 12's kea-dev cannot compile dhcpsrv/subnet.h (dhcpsrv/cfg_globals.h is not
+// shipped), so the hook never sees a Subnet object: an id is tied to its prefix from the
+// server's own configuration (server_subnets), and a client is matched by the address it
+// is being given, which always lies inside the subnet Kea gives it from.
+struct SubnetMcps {
+    uint32_t id = 0;  // 0: given by prefix
+    Prefix prefix;    // "prefix" entries only
+    std::string where;  // "v4.subnets[0]", for messages
+    Payloads mcps;
 };
 
 struct FamilyConfig {
@@ -42,7 +54,7 @@ struct Config {
 };
 
 // A parameter that cannot be used; what() names the entry, e.g.
-// "v4.classes[0] (REGION_WEST).mcps[1][0]: 224.0.0.5 is multicast, loopback or unspecified".
+// "v4.classes[0] (REGION_WEST).mcps[1][0]: 224.0.0.5 is multicast".
 class ConfigError : public std::runtime_error {
 public:
     explicit ConfigError(const std::string& what) : std::runtime_error(what) {}
@@ -50,6 +62,20 @@ public:
 
 // Parse the hook's "parameters" map (may be null: nothing configured). Resolves FQDNs.
 Config parse_config(const isc::data::ConstElementPtr& params);
+
+// A subnet of the server's own configuration that carries an explicit id.
+struct ServerSubnet {
+    uint32_t id;
+    Prefix prefix;
+};
+
+// The subnets with an explicit id of a kea-dhcp4 / kea-dhcp6 configuration map (the value
+// of "Dhcp4" / "Dhcp6"): "subnet4"/"subnet6", top level and inside "shared-networks".
+std::vector<ServerSubnet> server_subnets(const isc::data::ConstElementPtr& server, int family);
+
+// Every "id" entry of fam must name one of the server's subnets; throws ConfigError naming
+// the entry otherwise.
+void check_subnet_ids(const FamilyConfig& fam, const std::vector<ServerSubnet>& subnets, int family);
 
 // Short human description of what is configured, for the load log line.
 std::string describe(const Config& config);

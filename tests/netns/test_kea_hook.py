@@ -1,19 +1,21 @@
 """The Kea hook (hooks/kea) inside real kea-dhcp4 / kea-dhcp6, with real clients.
 
-The MCP option goes out only when the client asks for it; each subnet or client class
-gets its own lists; a DHCPv4 option over 255 octets is split on the wire and joined again
-by the client; DHCPv6 carries one instance per MCP; bad parameters make Kea refuse the
-configuration, with the entry named, and kea-mptcp-check says the same.
+The MCP option goes out only when the client asks for it; each client class or subnet gets
+its own lists; a DHCPv4 option over 255 octets is split on the wire and joined again by
+the clients; an FQDN becomes one MCP with all its addresses; DHCPv6 carries one instance
+per MCP; bad parameters make Kea refuse the configuration, with the entry named, and
+kea-mptcp-check says the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import struct
 import subprocess
-import time
+from pathlib import Path
 
 import pytest
 from netlab import link_pair, needs_root, procs, sh, start_kea4, wait_for  # noqa: F401 - procs is a fixture
@@ -23,25 +25,29 @@ from mptcp_cpe import options
 from mptcp_cpe.dhcp_hook import option_bytes
 
 pytestmark = [pytest.mark.root, needs_root,
-              pytest.mark.skipif(not shutil.which("kea-dhcp4") or not shutil.which("make"),
-                                 reason="kea-dhcp4 or make is not installed")]
+              pytest.mark.skipif(not (shutil.which("kea-dhcp4") and shutil.which("kea-dhcp6") and shutil.which("make")),
+                                 reason="kea-dhcp4, kea-dhcp6 or make is not installed")]
 
 KEA = TOP / "hooks" / "kea"
 HOOK = KEA / "build" / "libdhcp_mptcp.so"
 CHECK = KEA / "build" / "kea-mptcp-check"
+PY = str(VENV_BIN / "python")
+
+LISTS = [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]
+# Over 255 octets: one full list (63 addresses, list-len 252) and one of 3.
+BIG = [[f"198.51.100.{i}" for i in range(10, 73)], ["203.0.113.7", "203.0.113.8", "203.0.113.9"]]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def built_hook():
-    proc = subprocess.run(["make", "-C", str(KEA)], capture_output=True, text=True)
+    proc = subprocess.run(["make", "-C", str(KEA)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # Kea runs hooks as whatever user it runs as; these tests run it as root.
     return HOOK
 
 
-def kea4_config(params: dict, subnets=None, classes=None) -> dict:
+def kea4_config(params: dict, subnets=None, classes=None, interfaces=("a0",)) -> dict:
     cfg = {"Dhcp4": {
-        "interfaces-config": {"interfaces": ["a0"]},
+        "interfaces-config": {"interfaces": list(interfaces)},
         "valid-lifetime": 600,
         "hooks-libraries": [{"library": str(HOOK), "parameters": params}],
         "subnet4": subnets or [{"id": 1, "subnet": "192.0.2.0/24", "interface": "a0",
@@ -52,112 +58,216 @@ def kea4_config(params: dict, subnets=None, classes=None) -> dict:
     return cfg
 
 
-def udhcpc_env(tmp_path, ns, *extra) -> dict:
+def udhcpc_env(tmp_path: Path, ns: str, *extra: str) -> dict:
     """Run busybox udhcpc once (-q) and return the environment its script saw at bound."""
-    dump = tmp_path / "env.json"
-    script = tmp_path / "dump.sh"
-    script.write_text(f'#!/bin/sh\n[ "$1" = bound ] && {VENV_BIN}/python -c '
+    dump = tmp_path / "udhcpc-env.json"
+    script = tmp_path / "udhcpc-dump.sh"
+    script.write_text(f'#!/bin/sh\n[ "$1" = bound ] && {PY} -c '
                       f'"import json,os; json.dump(dict(os.environ), open(\'{dump}\', \'w\'))"\nexit 0\n')
     script.chmod(0o755)
     dump.unlink(missing_ok=True)
-    proc = sh("udhcpc", "-f", "-q", "-i", "b0", "-s", str(script), "-t", "10", "-T", "1", *extra, ns=ns, timeout=60)
+    proc = sh("udhcpc", "-f", "-q", "-n", "-i", "b0", "-s", str(script), "-t", "5", "-T", "1", *extra,
+              ns=ns, timeout=60, check=False)
     assert dump.exists(), proc.stdout + proc.stderr
     return json.loads(dump.read_text())
 
 
-LISTS = [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]
+def dhclient_value(procs, tmp_path: Path, ns: str, code: int = 224) -> str:
+    """ISC dhclient with the declaration roles/cpe_dhcp_client uses (decimal octets: unlike
+    `= string`, never printed as text when every octet happens to be printable)."""
+    conf = tmp_path / "dhclient.conf"
+    conf.write_text(f"option mptcp-mcp code {code} = array of unsigned integer 8;\nalso request mptcp-mcp;\n")
+    dump = tmp_path / "dhclient-mcp.txt"
+    dump.unlink(missing_ok=True)
+    script = tmp_path / "dhclient-script"
+    script.write_text(f'#!/bin/sh\ncase "$reason" in BOUND|REBOOT) echo "$new_mptcp_mcp" > {dump}.tmp && '
+                      f'mv {dump}.tmp {dump} ;; esac\nexit 0\n')
+    script.chmod(0o755)
+    # In the foreground (-d), so the fixture kills it whatever happens.
+    client = procs.start("dhclient", "dhclient", "-4", "-d", "-1", "-sf", str(script), "-cf", str(conf),
+                         "-pf", str(tmp_path / "dhclient.pid"), "-lf", str(tmp_path / "dhclient.leases"), "b0", ns=ns)
+    try:
+        wait_for("dhclient to bind", lambda: dump.exists() or client.poll() is not None, timeout=30)
+        assert dump.exists(), procs.log("dhclient")[-3000:]
+        return dump.read_text().strip()
+    finally:
+        procs.stop(client)
 
 
-def test_option_only_when_requested(tmp_path, procs):
-    with link_pair("t-kh1", ["192.0.2.1/24"], []) as (srv, cli):
+SNIFFER = """
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("b0", 0)); s.settimeout(30)
+print("ready", flush=True)
+while True:
+    frame = s.recv(65535)
+    ip = frame[14:]
+    if len(ip) < 20 or ip[9] != 17:
+        continue
+    udp = ip[(ip[0] & 15) * 4:]
+    if udp[0:2] == bytes([0, 67]) and len(udp) > 8 and udp[8] == 2:   # from port 67, BOOTREPLY
+        print("reply", frame.hex(), flush=True)
+        break
+"""
+
+
+def option_parts(frame: bytes, code: int) -> list[bytes]:
+    """The data of every option `code` in a DHCPv4 reply frame, in order."""
+    ip = frame[14:]
+    bootp = ip[(ip[0] & 15) * 4 + 8:]
+    opts, i, parts = bootp[240:], 0, []
+    while i < len(opts) and opts[i] != 255:
+        if opts[i] == 0:
+            i += 1
+            continue
+        t, n = opts[i], opts[i + 1]
+        if t == code:
+            parts.append(bytes(opts[i + 2: i + 2 + n]))
+        i += 2 + n
+    return parts
+
+
+@contextlib.contextmanager
+def star(name: str, server_addrs: list[str]):
+    """Namespace <name>-s with a0, a1, ... each joined by a veth to b0 in <name>-c0, -c1, ..."""
+    server, clients = f"{name}-s", [f"{name}-c{i}" for i in range(len(server_addrs))]
+    for ns in (server, *clients):
+        sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "link", "set", "lo", "up", ns=server)
+        for i, (client, addr) in enumerate(zip(clients, server_addrs)):
+            sh("ip", "link", "add", f"a{i}", "netns", server, "type", "veth", "peer", "name", "b0", "netns", client)
+            sh("ip", "link", "set", f"a{i}", "up", ns=server)
+            sh("ip", "addr", "add", addr, "dev", f"a{i}", ns=server)
+            sh("ip", "link", "set", "lo", "up", ns=client)
+            sh("ip", "link", "set", "b0", "up", ns=client)
+        yield server, clients
+    finally:
+        for ns in (server, *clients):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+@contextlib.contextmanager
+def netns_hosts(ns: str, text: str):
+    """/etc/hosts as processes in `ns` see it (ip netns exec bind-mounts /etc/netns/NS/*)."""
+    root = Path("/etc/netns")
+    made_root = not root.exists()
+    d = root / ns
+    d.mkdir(parents=True, exist_ok=True)
+    try:
+        (d / "hosts").write_text(text)
+        yield
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+        if made_root:
+            with contextlib.suppress(OSError):
+                root.rmdir()
+
+
+# ---------------------------------------------------------------- DHCPv4
+
+
+def test_option_only_when_requested_udhcpc_and_dhclient(tmp_path, procs):
+    data = options.encode_v4(LISTS)
+    with link_pair("t-kea-1", ["192.0.2.1/24"], []) as (srv, cli):
         start_kea4(procs, tmp_path, srv, kea4_config({"v4": {"mcps": LISTS}}))
         env = udhcpc_env(tmp_path, cli, "-O", "224")
-        assert env["opt224"] == options.encode_v4(LISTS).hex()
+        assert env["opt224"] == data.hex()
         assert options.decode_v4(bytes.fromhex(env["opt224"])) == LISTS
         assert "opt224" not in udhcpc_env(tmp_path, cli)
+        assert option_bytes(dhclient_value(procs, tmp_path, cli)) == data
         assert "mptcp-cpe hook: loaded" in procs.log("kea4")
 
 
 def test_other_option_code(tmp_path, procs):
-    with link_pair("t-kh2", ["192.0.2.1/24"], []) as (srv, cli):
+    with link_pair("t-kea-2", ["192.0.2.1/24"], []) as (srv, cli):
         start_kea4(procs, tmp_path, srv, kea4_config({"v4-option-code": 230, "v4": {"mcps": LISTS}}))
         env = udhcpc_env(tmp_path, cli, "-O", "230")
         assert options.decode_v4(bytes.fromhex(env["opt230"])) == LISTS
         assert "opt224" not in udhcpc_env(tmp_path, cli, "-O", "224")
 
 
-def test_subnet_and_class_selection(tmp_path, procs):
-    params = {"v4": {"mcps": [["198.51.100.99"]],
-                     "subnets": [{"prefix": "192.0.2.0/24", "mcps": LISTS}],
-                     "classes": [{"name": "WEST", "mcps": [["203.0.113.77"]]}]}}
-    classes = [{"name": "WEST", "test": "substring(option[60].hex,0,4) == 'west'"}]
-    with link_pair("t-kh3", ["192.0.2.1/24"], []) as (srv, cli):
-        start_kea4(procs, tmp_path, srv, kea4_config(params, classes=classes))
-        by_subnet = udhcpc_env(tmp_path, cli, "-O", "224")
-        by_class = udhcpc_env(tmp_path, cli, "-O", "224", "-V", "west-cpe")
-        assert options.decode_v4(bytes.fromhex(by_subnet["opt224"])) == LISTS
-        assert options.decode_v4(bytes.fromhex(by_class["opt224"])) == [["203.0.113.77"]]
-
-
-def test_default_when_no_subnet_matches(tmp_path, procs):
-    params = {"v4": {"mcps": [["198.51.100.99"]], "subnets": [{"prefix": "198.51.100.0/24", "mcps": LISTS}]}}
-    with link_pair("t-kh4", ["192.0.2.1/24"], []) as (srv, cli):
-        start_kea4(procs, tmp_path, srv, kea4_config(params))
-        env = udhcpc_env(tmp_path, cli, "-O", "224")
-        assert options.decode_v4(bytes.fromhex(env["opt224"])) == [["198.51.100.99"]]
-
-
-def test_over_255_octets_is_split_on_the_wire_and_joined_by_dhclient(tmp_path, procs):
-    big = [[f"198.18.{i // 250}.{i % 250 + 1}" for i in range(63)], ["203.0.113.7", "203.0.113.8", "203.0.113.9"]]
-    data = options.encode_v4(big)
+def test_over_255_octets_split_on_the_wire_and_joined_by_both_clients(tmp_path, procs):
+    data = options.encode_v4(BIG)
     assert len(data) > 255
-    with link_pair("t-kh5", ["192.0.2.1/24"], []) as (srv, cli):
-        start_kea4(procs, tmp_path, srv, kea4_config({"v4": {"mcps": big}}))
-        # The raw reply: two options 224 in a row, their data joined in order is the whole.
-        cap = procs.start("tcpdump", "tcpdump", "-i", "b0", "-n", "-c", "2", "-w", str(tmp_path / "dhcp.pcap"),
-                          "udp port 68", ns=cli)
-        time.sleep(1)
-        conf = tmp_path / "dhclient.conf"
-        conf.write_text("option mptcp-mcp code 224 = array of unsigned integer 8;\nalso request mptcp-mcp;\n")
-        script = tmp_path / "script"
-        dump = tmp_path / "mcp.txt"
-        script.write_text(f'#!/bin/sh\ncase "$reason" in BOUND|REBOOT) echo "$new_mptcp_mcp" > {dump} ;; esac\n')
-        script.chmod(0o755)
-        sh("dhclient", "-4", "-1", "-sf", str(script), "-cf", str(conf), "-pf", str(tmp_path / "pid"),
-           "-lf", str(tmp_path / "leases"), "b0", ns=cli, timeout=60)
-        sh("dhclient", "-4", "-x", "-sf", str(script), "-cf", str(conf), "-pf", str(tmp_path / "pid"),
-           "-lf", str(tmp_path / "leases"), "b0", ns=cli, check=False, timeout=30)
-        joined = option_bytes(dump.read_text())
-        assert options.decode_v4(joined) == big
-        procs.stop(cap)
-        parts = option_parts(tmp_path / "dhcp.pcap", 224)
+    with link_pair("t-kea-3", ["192.0.2.1/24"], []) as (srv, cli):
+        start_kea4(procs, tmp_path, srv, kea4_config({"v4": {"mcps": BIG}}))
+        sniffer = procs.start("sniffer", PY, "-c", SNIFFER, ns=cli)
+        wait_for("the sniffer", lambda: "ready" in procs.log("sniffer") or sniffer.poll() is not None)
+        env = udhcpc_env(tmp_path, cli, "-O", "224")
+        assert options.decode_v4(bytes.fromhex(env["opt224"])) == BIG
+        wait_for("a captured reply", lambda: sniffer.poll() is not None)
+        reply = [ln for ln in procs.log("sniffer").splitlines() if ln.startswith("reply ")]
+        assert reply, procs.log("sniffer")
+        # RFC 3396: several options 224, each at most 255 octets, joined in order: the whole.
+        parts = option_parts(bytes.fromhex(reply[0].split()[1]), 224)
         assert len(parts) == 2 and all(len(p) <= 255 for p in parts) and b"".join(parts) == data
+        assert options.decode_v4(option_bytes(dhclient_value(procs, tmp_path, cli))) == BIG
 
 
-def option_parts(pcap, code) -> list[bytes]:
-    """The data of every option `code` in the first DHCP reply of a pcap file."""
-    raw = pcap.read_bytes()
-    off = 24  # global header
-    while off + 16 <= len(raw):
-        incl = struct.unpack_from("<I", raw, off + 8)[0]
-        frame = raw[off + 16: off + 16 + incl]
-        off += 16 + incl
-        ip = frame[14:]
-        ihl = (ip[0] & 0x0F) * 4
-        bootp = ip[ihl + 8:]
-        if len(bootp) < 240 or bootp[0] != 2:
-            continue
-        opts, i, parts = bootp[240:], 0, []
-        while i < len(opts) and opts[i] != 255:
-            if opts[i] == 0:
-                i += 1
-                continue
-            t, n = opts[i], opts[i + 1]
-            if t == code:
-                parts.append(bytes(opts[i + 2: i + 2 + n]))
-            i += 2 + n
-        return parts
-    raise AssertionError("no DHCP reply captured")
+def test_class_then_subnet_id_then_default(tmp_path, procs):
+    """Two subnets by id on two links, a class matched by the vendor class (option 60),
+    and the default for a subnet the hook has no entry for."""
+    west, sub1, sub2, default = [["203.0.113.77"]], [["203.0.113.1"]], LISTS, [["198.51.100.99"]]
+    params = {"v4": {"mcps": default,
+                     "subnets": [{"id": 2, "mcps": sub2}, {"id": 1, "mcps": sub1}],
+                     "classes": [{"name": "WEST", "mcps": west}]}}
+    subnets = [{"id": 1, "subnet": "192.0.2.0/24", "interface": "a0", "pools": [{"pool": "192.0.2.100 - 192.0.2.110"}]},
+               {"id": 2, "subnet": "198.51.100.0/24", "interface": "a1",
+                "pools": [{"pool": "198.51.100.100 - 198.51.100.110"}]},
+               {"id": 3, "subnet": "203.0.113.0/24", "interface": "a2",
+                "pools": [{"pool": "203.0.113.100 - 203.0.113.110"}]}]
+    classes = [{"name": "WEST", "test": "substring(option[60].hex,0,4) == 'west'"}]
+    cfg = kea4_config(params, subnets, classes, interfaces=("a0", "a1", "a2"))
+    # Kea refuses multi-threading with a hook that is not multi_threading_compatible().
+    cfg["Dhcp4"]["multi-threading"] = {"enable-multi-threading": True, "thread-pool-size": 2, "packet-queue-size": 16}
+    with star("t-kea-4", ["192.0.2.1/24", "198.51.100.1/24", "203.0.113.1/24"]) as (srv, (c1, c2, c3)):
+        start_kea4(procs, tmp_path, srv, cfg)
+        got = {name: options.decode_v4(bytes.fromhex(udhcpc_env(tmp_path, ns, "-O", "224", *extra)["opt224"]))
+               for name, ns, extra in [("sub1", c1, ()), ("sub2", c2, ()), ("none", c3, ()),
+                                       ("west", c2, ("-V", "west-cpe"))]}
+        assert got == {"sub1": sub1, "sub2": sub2, "none": default, "west": west}
+        assert "mptcp-cpe hook: 2 subnet id(s) of v4 bound" in procs.log("kea4")
+        assert "DHCP4_MULTI_THREADING_INFO enabled: yes" in procs.log("kea4")
+
+
+@pytest.mark.parametrize(("other", "expected"), [
+    ({"id": 3, "subnet": "192.0.2.0/25"}, [["198.51.100.99"]]),    # holds the address: the default
+    ({"id": 3, "subnet": "192.0.2.128/25"}, [["203.0.113.1"]]),    # does not: subnet 1's
+])
+def test_most_specific_server_subnet_decides(tmp_path, procs, other, expected):
+    """An address is matched to the most specific of the server's subnets that holds it:
+    inside a narrower subnet without an entry of its own, the client gets the default."""
+    params = {"v4": {"mcps": [["198.51.100.99"]], "subnets": [{"id": 1, "mcps": [["203.0.113.1"]]}]}}
+    subnets = [{"id": 1, "subnet": "192.0.2.0/24", "interface": "a0", "pools": [{"pool": "192.0.2.100 - 192.0.2.110"}]},
+               other]
+    with link_pair("t-kea-8", ["192.0.2.1/24"], []) as (srv, cli):
+        start_kea4(procs, tmp_path, srv, kea4_config(params, subnets))
+        assert options.decode_v4(bytes.fromhex(udhcpc_env(tmp_path, cli, "-O", "224")["opt224"])) == expected
+
+
+def test_prefix_entries_and_nothing_when_nothing_applies(tmp_path, procs):
+    params = {"v4": {"subnets": [{"prefix": "198.51.100.0/24", "mcps": LISTS}]}}
+    with link_pair("t-kea-5", ["192.0.2.1/24"], []) as (srv, cli):
+        start_kea4(procs, tmp_path, srv, kea4_config(params))
+        assert "opt224" not in udhcpc_env(tmp_path, cli, "-O", "224")
+    params = {"v4": {"subnets": [{"prefix": "192.0.2.0/24", "mcps": LISTS}]}}
+    with link_pair("t-kea-5", ["192.0.2.1/24"], []) as (srv, cli):
+        start_kea4(procs, tmp_path, srv, kea4_config(params), name="kea4b")
+        assert options.decode_v4(bytes.fromhex(udhcpc_env(tmp_path, cli, "-O", "224")["opt224"])) == LISTS
+
+
+def test_fqdn_is_one_mcp_with_all_its_addresses(tmp_path, procs):
+    params = {"v4": {"mcps": [["mcp-a.example.net"], ["203.0.113.9"]]}}
+    with link_pair("t-kea-6", ["192.0.2.1/24"], []) as (srv, cli), \
+            netns_hosts(srv, "203.0.113.50 mcp-a.example.net\n203.0.113.51 mcp-a.example.net\n"):
+        cfg = kea4_config(params)
+        start_kea4(procs, tmp_path, srv, cfg)
+        env = udhcpc_env(tmp_path, cli, "-O", "224")
+        assert options.decode_v4(bytes.fromhex(env["opt224"])) == [["203.0.113.50", "203.0.113.51"], ["203.0.113.9"]]
+        check = sh(str(CHECK), str(tmp_path / "kea4.json"), ns=srv, check=False)
+        assert (check.returncode, check.stdout.strip()) == (0, "ok")
 
 
 # ---------------------------------------------------------------- DHCPv6
@@ -184,18 +294,19 @@ def v6_instances(reply: bytes, code: int) -> list[list[str]]:
     return out
 
 
+V6_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"b0")
+s.bind(("::", 546)); s.settimeout(5)
+s.sendto(bytes.fromhex(sys.argv[1]), ("ff02::1:2", 547, 0, socket.if_nametoindex("b0")))
+print(s.recvfrom(4096)[0].hex())
+"""
+
+
 def v6_exchange(ns: str, oro: list[int]) -> bytes:
-    """Send a Solicit from b0's link-local address to All_DHCP_Relay_Agents_and_Servers; the Advertise."""
-    code = (
-        "import socket,sys\n"
-        "s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n"
-        "s.setsockopt(socket.SOL_SOCKET,socket.SO_BINDTODEVICE,b'b0')\n"
-        "s.bind(('::',546)); s.settimeout(5)\n"
-        "idx=socket.if_nametoindex('b0')\n"
-        "s.sendto(bytes.fromhex(sys.argv[1]),('ff02::1:2',547,0,idx))\n"
-        "print(s.recvfrom(4096)[0].hex())\n"
-    )
-    proc = sh(str(VENV_BIN / "python"), "-c", code, solicit(oro).hex(), ns=ns, timeout=30)
+    """A Solicit from b0's link-local address to All_DHCP_Relay_Agents_and_Servers; the Advertise."""
+    proc = sh(PY, "-c", V6_CLIENT, solicit(oro).hex(), ns=ns, timeout=30)
     return bytes.fromhex(proc.stdout.strip())
 
 
@@ -207,14 +318,14 @@ def test_dhcpv6_one_instance_per_mcp_only_when_asked(tmp_path, procs):
         "server-id": {"type": "LLT", "persist": False},
         "lease-database": {"type": "memfile", "persist": True, "name": str(tmp_path / "leases6.csv")},
         "hooks-libraries": [{"library": str(HOOK), "parameters": {"v6": {
-            "subnets": [{"prefix": "2001:db8:0:1::/64", "mcps": mcps6}]}}}],
+            "mcps": [["2001:db8:0:300::1"]], "subnets": [{"id": 1, "mcps": mcps6}]}}}],
         "subnet6": [{"id": 1, "subnet": "2001:db8:0:1::/64", "interface": "a0",
                      "pools": [{"pool": "2001:db8:0:1::100 - 2001:db8:0:1::1ff"}]}],
         "loggers": [{"name": "kea-dhcp6", "output_options": [{"output": "stdout"}], "severity": "DEBUG", "debuglevel": 15}],
     }}
     path = tmp_path / "kea6.json"
     path.write_text(json.dumps(cfg))
-    with link_pair("t-kh6", ["2001:db8:0:1::1/64"], []) as (srv, cli):
+    with link_pair("t-kea-7", ["2001:db8:0:1::1/64"], []) as (srv, cli):
         # Link-local addresses without duplicate address detection, so both ends are ready at once.
         for ns, dev in ((srv, "a0"), (cli, "b0")):
             sh("sysctl", "-qw", f"net.ipv6.conf.{dev}.accept_dad=0", ns=ns)
@@ -226,6 +337,7 @@ def test_dhcpv6_one_instance_per_mcp_only_when_asked(tmp_path, procs):
         kea = procs.start("kea6", "kea-dhcp6", "-c", str(path), ns=srv, env=env)
         wait_for("kea-dhcp6 to start", lambda: kea.poll() is not None or "DHCP6_STARTED" in procs.log("kea6"))
         assert kea.poll() is None, procs.log("kea6")[-3000:]
+        # The subnet's two MCPs (by the address in IA_NA), not the default.
         assert v6_instances(v6_exchange(cli, [23, 65000]), 65000) == mcps6
         assert v6_instances(v6_exchange(cli, [23]), 65000) == []
 
@@ -233,36 +345,66 @@ def test_dhcpv6_one_instance_per_mcp_only_when_asked(tmp_path, procs):
 # ---------------------------------------------------------------- refused parameters
 
 BAD = [
-    ({"v4": {"mcps": [["192.0.2.1"], ["224.0.0.5"]]}}, "v4.mcps[1][0]: 224.0.0.5 is multicast, loopback or unspecified"),
+    ({"v4": {"mcps": [["192.0.2.1"], ["224.0.0.5"]]}}, "v4.mcps[1][0]: 224.0.0.5 is multicast"),
+    ({"v4": {"classes": [{"name": "REGION_WEST", "mcps": [["192.0.2.1"], ["127.0.0.1"]]}]}},
+     "v4.classes[0] (REGION_WEST).mcps[1][0]: 127.0.0.1 is loopback"),
     ({"v4": {"mcps": [[]]}}, "v4.mcps[0]: an MCP needs at least one address"),
+    ({"v4": {"mcps": []}}, "v4.mcps: must hold at least one MCP"),
     ({"v4-option-code": 300, "v4": {"mcps": [["192.0.2.1"]]}}, "v4-option-code: must be an integer from 1 to 254 (got 300)"),
+    ({"v4-option-code": "224"}, "v4-option-code: must be an integer from 1 to 254"),
+    ({"v6-option-code": 0}, "v6-option-code: must be an integer from 1 to 65535 (got 0)"),
     ({"v4": {"mcps": [["192.0.2.1"]]}, "colour": "blue"}, 'unknown parameter "colour"'),
+    ({"v4": {"mcps": [["192.0.2.1"]], "subnet": []}}, 'v4: unknown parameter "subnet"'),
     ({"v4": {"classes": [{"name": "WEST", "mcps": [["no-such-host.invalid"]]}]}},
      "v4.classes[0] (WEST).mcps[0][0]: no-such-host.invalid does not resolve"),
-    ({"v4": {"subnets": [{"prefix": "192.0.2.0/33", "mcps": [["192.0.2.1"]]}]}}, "v4.subnets[0].prefix: 192.0.2.0/33 is not an IPv4 prefix"),
+    ({"v4": {"mcps": [[f"198.51.100.{i}" for i in range(1, 65)]]}}, "v4.mcps[0]: 64 addresses, at most 63"),
+    ({"v4": {"mcps": [["192.0.2.300"]]}}, "v4.mcps[0][0]: 192.0.2.300 is not an IPv4 address"),
+    ({"v4": {"subnets": [{"id": 1, "mcps": [["192.0.2.1"]]}, {"id": 1, "mcps": [["192.0.2.2"]]}]}},
+     "v4.subnets[1].id: 1 is also v4.subnets[0].id"),
+    ({"v4": {"subnets": [{"id": 9, "mcps": [["192.0.2.1"]]}]}}, "v4.subnets[0].id: no subnet4 has the id 9"),
+    ({"v4": {"subnets": [{"prefix": "192.0.2.0/33", "mcps": [["192.0.2.1"]]}]}},
+     "v4.subnets[0].prefix: 192.0.2.0/33 is not an IPv4 prefix"),
+    ({"v4": {"classes": [{"name": "A", "mcps": [["192.0.2.1"]]}, {"name": "A", "mcps": [["192.0.2.2"]]}]}},
+     'v4.classes[1].name: "A" is also v4.classes[0].name'),
+    ({"v6": {"mcps": [["2001:db8::1"], ["::ffff:127.0.0.1"]]}},
+     "v6.mcps[1][0]: ::ffff:127.0.0.1 is an IPv4-mapped loopback address"),
+    ({"v6": {"mcps": [["ff02::1"]]}}, "v6.mcps[0][0]: ff02::1 is multicast"),
 ]
 
 
-@pytest.mark.parametrize(("params", "message"), BAD)
+@pytest.mark.parametrize(("params", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
 def test_bad_parameters_are_refused_naming_the_entry(tmp_path, params, message):
     path = tmp_path / "kea4.json"
-    cfg = kea4_config(params)
+    # No interfaces: a config Kea accepted would open no socket (and is a failure here).
+    cfg = kea4_config(params, interfaces=())
+    cfg["Dhcp4"]["subnet4"][0].pop("interface")
     cfg["Dhcp4"]["lease-database"] = {"type": "memfile", "persist": False}
     cfg["Dhcp4"]["loggers"] = [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}], "severity": "INFO"}]
     path.write_text(json.dumps(cfg))
-    check = subprocess.run([str(CHECK), str(path)], capture_output=True, text=True)
+    check = subprocess.run([str(CHECK), str(path)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 1 and message in check.stdout, check.stdout
     env = dict(os.environ, KEA_PIDFILE_DIR=str(tmp_path), KEA_LOCKFILE_DIR=str(tmp_path))
-    with link_pair("t-khb", ["192.0.2.1/24"], []) as (srv, _):
-        kea = subprocess.run(["ip", "netns", "exec", srv, "kea-dhcp4", "-c", str(path)], capture_output=True,
-                             text=True, env=env, timeout=30)
+    kea = subprocess.run(["kea-dhcp4", "-c", str(path)], capture_output=True, text=True, env=env, timeout=60)
     assert kea.returncode != 0
-    assert message in kea.stdout + kea.stderr, (kea.stdout + kea.stderr)[-3000:]
+    log = kea.stdout + kea.stderr
+    assert f"mptcp-cpe hook: parameters refused: {check.stdout.strip()}" in log, log[-3000:]
 
 
-def test_check_accepts_a_good_config(tmp_path):
+def test_check_accepts_a_good_config_with_kea_comments(tmp_path):
+    cfg = json.dumps(kea4_config({"v4": {"mcps": LISTS, "subnets": [{"id": 1, "mcps": LISTS}]}}), indent=1)
     path = tmp_path / "kea4.json"
-    path.write_text("// a comment, as Kea allows\n" + json.dumps(kea4_config({"v4": {"mcps": LISTS}})))
-    check = subprocess.run([str(CHECK), str(path)], capture_output=True, text=True)
+    path.write_text("# a comment, as Kea allows\n// another one\n/* and\n one more */\n"
+                    + cfg.replace('"valid-lifetime"', '/* inline */ "valid-lifetime"', 1) + "  # trailing\n")
+    check = subprocess.run([str(CHECK), str(path)], capture_output=True, text=True, timeout=60)
     assert (check.returncode, check.stdout.strip()) == (0, "ok")
+    (tmp_path / "other.json").write_text('{"Dhcp4": {"hooks-libraries": []}}')
+    check = subprocess.run([str(CHECK), str(tmp_path / "other.json")], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 1 and "no hooks-libraries entry for libdhcp_mptcp.so" in check.stdout
 
+
+def test_make_install(tmp_path):
+    proc = subprocess.run(["make", "-C", str(KEA), "install", f"DESTDIR={tmp_path}", "HOOKS_DIR=/hooks",
+                           "SBIN_DIR=/sbin"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "hooks" / "libdhcp_mptcp.so").is_file()
+    assert os.access(tmp_path / "sbin" / "kea-mptcp-check", os.X_OK)
