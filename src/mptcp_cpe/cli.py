@@ -3,8 +3,10 @@
     mptcp-cpe option encode v4|v6 LIST [LIST...]   each LIST one MCP, addresses comma-separated
     mptcp-cpe option decode v4|v6 HEX [HEX...]     v4: the parts of one split option; v6: instances
     mptcp-cpe dhcp-hook ...                         called by the WAN DHCP clients' scripts
+    mptcp-cpe wand --config FILE [--check]          the multi-WAN daemon (tables, rules, NAT, endpoints)
+    mptcp-cpe status [--json]                       the WANs and the MCPs learned, for people
 
-The other subcommands of DESIGN.md (converter, mcp, wand, status) arrive with their work.
+The other subcommands of DESIGN.md (converter, mcp) arrive with their work.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import sys
 
 from . import __version__, dhcp_hook, options
+from .wand import command as wand_command
 
 
 def _option(args: argparse.Namespace) -> int:
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.set_defaults(func=_option)
 
     dhcp_hook.add_parser(sub)
+    wand_command.add_parser(sub)
+    wand_command.add_status_parser(sub)
     return parser
 
 

@@ -17,13 +17,18 @@ from typing import Any
 MAX_WANS = 8
 
 WAN_KINDS = frozenset({"dsl", "fibre", "cable", "ethernet", "lte", "5g", "satellite"})
-WAN_KEYS = frozenset({"name", "device", "kind", "ipv4", "ipv6", "weight", "backup"})
+WAN_KEYS = frozenset({"name", "device", "kind", "ipv4", "ipv6", "weight", "backup", "table", "nat", "probes"})
 WAN_NAME = re.compile(r"[a-z][a-z0-9_-]{0,14}")
 # Linux: 1..15 octets (IFNAMSIZ - 1), no '/', no whitespace, not '.' or '..'; ':' is
 # refused too (it marks an alias label, not a device).
 IFNAME = re.compile(r"[^/\s:]+")
 IFNAME_MAX_OCTETS = 15
 WEIGHT_RANGE = (1, 256)  # nexthop weights in a multipath route
+# Routing tables: 32-bit ids; 0 (unspec), 253 (default), 254 (main) and 255 (local) are the kernel's.
+TABLE_RANGE = (1, 2**32 - 1)
+RESERVED_TABLES = frozenset({253, 254, 255})
+PROBE_KINDS = ("icmp", "tcp")
+PROBE_KEYS = frozenset({"kind", "target", "port"})
 
 
 class InventoryError(ValueError):
@@ -57,6 +62,26 @@ class StaticAddress:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A health probe sent out of its WAN, from the WAN's own address: an ICMP echo, or a TCP
+    connect (a reset proves the path as well as an accept). ``target`` is an address or
+    ``gateway`` (the WAN's gateway of that family)."""
+
+    kind: str
+    target: str
+    port: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "target": self.target}
+        if self.port is not None:
+            d["port"] = self.port
+        return d
+
+
+DEFAULT_PROBES = (Probe("icmp", "gateway"),)
+
+
+@dataclass(frozen=True)
 class Wan:
     name: str
     device: str
@@ -65,12 +90,15 @@ class Wan:
     ipv6: str | StaticAddress  # "dhcp", "slaac", "none" or a static address
     weight: int
     backup: bool
+    table: int | None = None  # the WAN's routing table; None: the consumer numbers it
+    nat: bool = True  # masquerade IPv4 leaving by this WAN
+    probes: tuple[Probe, ...] = DEFAULT_PROBES
 
     def as_dict(self) -> dict[str, Any]:
         def addr(a):
             return a.as_dict() if isinstance(a, StaticAddress) else a
 
-        return {
+        d = {
             "name": self.name,
             "device": self.device,
             "kind": self.kind,
@@ -78,7 +106,12 @@ class Wan:
             "ipv6": addr(self.ipv6),
             "weight": self.weight,
             "backup": self.backup,
+            "nat": self.nat,
+            "probes": [p.as_dict() for p in self.probes],
         }
+        if self.table is not None:
+            d["table"] = self.table
+        return d
 
 
 def _static(host: str, field: str, value: dict, version: int) -> StaticAddress:
@@ -140,12 +173,65 @@ def _int(host: str, field: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
-def parse_wan(host: str, index: int, raw: Any) -> Wan:
-    where = f"cpe_wans[{index}]"
+def _bool(host: str, field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InventoryError(host, field, "must be true or false", value)
+    return value
+
+
+def parse_table(host: str, field: str, value: Any) -> int:
+    table = _int(host, field, value, *TABLE_RANGE)
+    if table in RESERVED_TABLES:
+        raise InventoryError(host, field, "is one of the kernel's own tables (253 default, 254 main, 255 local)", value)
+    return table
+
+
+def _probe(host: str, field: str, raw: Any, ipv4: Any, ipv6: Any) -> Probe:
+    if not isinstance(raw, dict):
+        raise InventoryError(host, field, "must be a mapping with kind and target (and port for tcp)", raw)
+    unknown = set(raw) - PROBE_KEYS
+    if unknown:
+        raise InventoryError(host, field, f"unknown keys {_keys(unknown)}; allowed: {sorted(PROBE_KEYS)}", show_value=False)
+    kind = raw.get("kind", "icmp")
+    if kind not in PROBE_KINDS:
+        raise InventoryError(host, f"{field}.kind", f"must be one of {', '.join(PROBE_KINDS)}", kind)
+    if "target" not in raw:
+        raise InventoryError(host, f"{field}.target", "missing", show_value=False)
+    target = raw["target"]
+    if target != "gateway":
+        try:
+            if not isinstance(target, str):
+                raise ValueError
+            address = ipaddress.ip_address(target)
+        except ValueError:
+            raise InventoryError(host, f"{field}.target", "must be an IPv4 or IPv6 address, or gateway", target) from None
+        if address.is_multicast or address.is_unspecified or address.is_loopback:
+            raise InventoryError(host, f"{field}.target", "is not a unicast address", target)
+        if (ipv4 if address.version == 4 else ipv6) == "none":
+            raise InventoryError(host, f"{field}.target", f"an IPv{address.version} target on a WAN without IPv{address.version}", target)
+        target = str(address)
+    port = None
+    if kind == "tcp":
+        if "port" not in raw:
+            raise InventoryError(host, f"{field}.port", "missing (a tcp probe connects to a port)", show_value=False)
+        port = _int(host, f"{field}.port", raw["port"], 1, 65535)
+    elif "port" in raw:
+        raise InventoryError(host, f"{field}.port", "only tcp probes have a port", raw["port"])
+    return Probe(kind, target, port)
+
+
+def _probes(host: str, field: str, raw: Any, ipv4: Any, ipv6: Any) -> tuple[Probe, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise InventoryError(host, field, "must be a non-empty list of probes", raw)
+    return tuple(_probe(host, f"{field}[{i}]", p, ipv4, ipv6) for i, p in enumerate(raw))
+
+
+def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
+    where = f"{field}[{index}]"
     if not isinstance(raw, dict):
         raise InventoryError(host, where, "must be a mapping with name, device, kind, ipv4 ...", raw)
     if isinstance(raw.get("name"), str):
-        where = f"cpe_wans[{index}] ({raw['name']})"
+        where = f"{field}[{index}] ({raw['name']})"
     unknown = set(raw) - WAN_KEYS
     if unknown:
         raise InventoryError(host, where, f"unknown keys {_keys(unknown)}; allowed: {sorted(WAN_KEYS)}", show_value=False)
@@ -159,36 +245,42 @@ def parse_wan(host: str, index: int, raw: Any) -> Wan:
         raise InventoryError(host, f"{where}.device", "not a Linux interface name (1-15 characters, no '/', ':' or spaces)", raw["device"])
     if not isinstance(raw["kind"], str) or raw["kind"] not in WAN_KINDS:
         raise InventoryError(host, f"{where}.kind", f"must be one of {', '.join(sorted(WAN_KINDS))}", raw["kind"])
-    backup = raw.get("backup", False)
-    if not isinstance(backup, bool):
-        raise InventoryError(host, f"{where}.backup", "must be true or false", backup)
+    ipv4 = _addressing(host, f"{where}.ipv4", raw.get("ipv4", "dhcp"), 4)
+    ipv6 = _addressing(host, f"{where}.ipv6", raw.get("ipv6", "none"), 6)
     return Wan(
         name=name,
         device=raw["device"],
         kind=raw["kind"],
-        ipv4=_addressing(host, f"{where}.ipv4", raw.get("ipv4", "dhcp"), 4),
-        ipv6=_addressing(host, f"{where}.ipv6", raw.get("ipv6", "none"), 6),
+        ipv4=ipv4,
+        ipv6=ipv6,
         weight=_int(host, f"{where}.weight", raw.get("weight", 1), *WEIGHT_RANGE),
-        backup=backup,
+        backup=_bool(host, f"{where}.backup", raw.get("backup", False)),
+        table=parse_table(host, f"{where}.table", raw["table"]) if "table" in raw else None,
+        nat=_bool(host, f"{where}.nat", raw.get("nat", True)),
+        probes=(_probes(host, f"{where}.probes", raw["probes"], ipv4, ipv6) if "probes" in raw
+                else DEFAULT_PROBES),
     )
 
 
-def parse_wans(host: str, raw: Any) -> list[Wan]:
-    """Check a CPE's WAN list (the inventory's ``cpe_wans``) and return it normalised."""
+def parse_wans(host: str, raw: Any, field: str = "cpe_wans") -> list[Wan]:
+    """Check a CPE's WAN list (the inventory's ``cpe_wans``) and return it normalised.
+    ``field`` is the list's name in messages (a daemon's config calls it ``wans``)."""
     if not isinstance(raw, list) or not raw:
-        raise InventoryError(host, "cpe_wans", "must be a non-empty list of WANs", raw)
+        raise InventoryError(host, field, "must be a non-empty list of WANs", raw)
     if len(raw) > MAX_WANS:
-        raise InventoryError(host, "cpe_wans", f"at most {MAX_WANS} WANs (the kernel's MPTCP endpoint limit)", len(raw))
-    wans = [parse_wan(host, i, w) for i, w in enumerate(raw)]
-    for attr in ("name", "device"):
-        seen: dict[str, int] = {}
+        raise InventoryError(host, field, f"at most {MAX_WANS} WANs (the kernel's MPTCP endpoint limit)", len(raw))
+    wans = [parse_wan(host, i, w, field) for i, w in enumerate(raw)]
+    for attr in ("name", "device", "table"):
+        seen: dict[Any, int] = {}
         for i, wan in enumerate(wans):
             value = getattr(wan, attr)
+            if value is None:
+                continue
             if value in seen:
-                raise InventoryError(host, f"cpe_wans[{i}].{attr}", f"already used by cpe_wans[{seen[value]}]", value)
+                raise InventoryError(host, f"{field}[{i}] ({wan.name}).{attr}", f"already used by {field}[{seen[value]}] ({wans[seen[value]].name})", value)
             seen[value] = i
     if all(w.backup for w in wans):
-        raise InventoryError(host, "cpe_wans", "every WAN is a backup: at least one must carry traffic normally", [w.name for w in wans])
+        raise InventoryError(host, field, "every WAN is a backup: at least one must carry traffic normally", [w.name for w in wans])
     return wans
 
 

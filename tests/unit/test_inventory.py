@@ -17,6 +17,7 @@ from mptcp_cpe.inventory import (
     Wan,
     parse_wan,
     parse_wans,
+    Probe,
     platform,
 )
 
@@ -80,6 +81,8 @@ def test_two_wans_normalise():
             "ipv6": "none",  # default
             "weight": 1,  # default
             "backup": False,  # default
+            "nat": True,  # default
+            "probes": [{"kind": "icmp", "target": "gateway"}],  # default
         },
         {
             "name": "lte",
@@ -89,6 +92,8 @@ def test_two_wans_normalise():
             "ipv6": {"address": "2001:db8:0:1::10/64", "gateway": "fe80::1"},
             "weight": 3,
             "backup": True,
+            "nat": True,
+            "probes": [{"kind": "icmp", "target": "gateway"}],
         },
     ]
     lte = result[1]
@@ -291,10 +296,10 @@ ERRORS = [
     pytest.param(wans({"weight": 2.0}), "cpe_wans[1] (lte).weight", 2.0, id="weight-float"),
     pytest.param(wans({"weight": None}), "cpe_wans[1] (lte).weight", None, id="weight-none"),
     # -- across WANs
-    pytest.param(wans({"name": "dsl"}), "cpe_wans[1].name", "dsl", id="duplicate-name"),
-    pytest.param(wans({"device": "eth0"}), "cpe_wans[1].device", "eth0", id="duplicate-device"),
+    pytest.param(wans({"name": "dsl"}), "cpe_wans[1] (dsl).name", "dsl", id="duplicate-name"),
+    pytest.param(wans({"device": "eth0"}), "cpe_wans[1] (lte).device", "eth0", id="duplicate-device"),
     pytest.param(
-        [DSL, LTE, {**DSL, "device": "eth2"}], "cpe_wans[2].name", "dsl", id="duplicate-name-not-adjacent",
+        [DSL, LTE, {**DSL, "device": "eth2"}], "cpe_wans[2] (dsl).name", "dsl", id="duplicate-name-not-adjacent",
     ),
     pytest.param(wans({"backup": True}, backup=True), "cpe_wans", ["dsl", "lte"], id="all-backup"),
     pytest.param([{**DSL, "backup": True}], "cpe_wans", ["dsl"], id="single-backup"),
@@ -475,6 +480,11 @@ OPTIONAL = {
     "ipv6": st.one_of(st.sampled_from(["dhcp", "slaac", "none"]), static6()),
     "weight": st.integers(min_value=1, max_value=256),
     "backup": st.booleans(),
+    "nat": st.booleans(),
+    "probes": st.lists(st.one_of(
+        st.just({"kind": "icmp", "target": "gateway"}),
+        st.builds(lambda port: {"kind": "tcp", "target": "gateway", "port": port}, st.integers(1, 65535)),
+    ), min_size=1, max_size=3),
 }
 
 
@@ -540,8 +550,9 @@ yaml_like = st.recursive(
 )
 
 # A WAN with every field present, so that junk can replace any of them (nested ones too).
-FULL_WAN = {**LTE, "ipv4": dict(V4), "ipv6": dict(V6), "weight": 2, "backup": False}
-FIELDS = ["name", "device", "kind", "weight", "backup", "ipv4", "ipv6",
+FULL_WAN = {**LTE, "ipv4": dict(V4), "ipv6": dict(V6), "weight": 2, "backup": False, "table": 102,
+            "nat": True, "probes": [{"kind": "tcp", "target": "203.0.113.1", "port": 443}]}
+FIELDS = ["name", "device", "kind", "weight", "backup", "ipv4", "ipv6", "table", "nat", "probes",
           "ipv4.address", "ipv4.gateway", "ipv6.address", "ipv6.gateway"]
 
 
@@ -588,3 +599,57 @@ def test_property_platform_junk(value):
         assert platform(HOST, value) in ("Debian", "OpenWrt")
     except InventoryError as exc:
         assert exc.field == "ansible_facts.distribution"
+
+
+# --- routing fields: table, nat, probes (read by cpe_multiwan / wand) ---
+
+def test_routing_fields_parse():
+    (wan,) = parse_wans(HOST, [{**DSL, "table": 110, "nat": False, "ipv6": "slaac", "probes": [
+        {"kind": "tcp", "target": "203.0.113.1", "port": 443},
+        {"kind": "icmp", "target": "2001:DB8::1"},
+        {"target": "gateway"},  # kind defaults to icmp
+    ]}])
+    assert wan.table == 110 and wan.nat is False
+    assert wan.probes == (Probe("tcp", "203.0.113.1", 443), Probe("icmp", "2001:db8::1"), Probe("icmp", "gateway"))
+    assert parse_wans(HOST, [wan.as_dict()]) == [wan]
+
+
+@pytest.mark.parametrize(
+    "overrides, field, value",
+    [
+        pytest.param({"table": 254}, "cpe_wans[0] (dsl).table", 254, id="table-main"),
+        pytest.param({"table": 0}, "cpe_wans[0] (dsl).table", 0, id="table-zero"),
+        pytest.param({"table": 2**32}, "cpe_wans[0] (dsl).table", 2**32, id="table-too-big"),
+        pytest.param({"table": "101"}, "cpe_wans[0] (dsl).table", "101", id="table-text"),
+        pytest.param({"nat": "yes"}, "cpe_wans[0] (dsl).nat", "yes", id="nat-text"),
+        pytest.param({"probes": []}, "cpe_wans[0] (dsl).probes", [], id="probes-empty"),
+        pytest.param({"probes": {"kind": "icmp"}}, "cpe_wans[0] (dsl).probes", {"kind": "icmp"}, id="probes-mapping"),
+        pytest.param({"probes": [{"kind": "udp", "target": "gateway"}]}, "cpe_wans[0] (dsl).probes[0].kind", "udp", id="probe-kind"),
+        pytest.param({"probes": [{"kind": "icmp"}]}, "cpe_wans[0] (dsl).probes[0].target", None, id="probe-no-target"),
+        pytest.param({"probes": [{"target": "example.net"}]}, "cpe_wans[0] (dsl).probes[0].target", "example.net", id="probe-name"),
+        pytest.param({"probes": [{"target": "224.0.0.1"}]}, "cpe_wans[0] (dsl).probes[0].target", "224.0.0.1", id="probe-multicast"),
+        pytest.param({"probes": [{"target": "2001:db8::1"}]}, "cpe_wans[0] (dsl).probes[0].target", "2001:db8::1", id="probe-v6-on-v4-only"),
+        pytest.param({"probes": [{"kind": "tcp", "target": "gateway"}]}, "cpe_wans[0] (dsl).probes[0].port", None, id="tcp-no-port"),
+        pytest.param({"probes": [{"kind": "tcp", "target": "gateway", "port": 0}]}, "cpe_wans[0] (dsl).probes[0].port", 0, id="tcp-port-0"),
+        pytest.param({"probes": [{"target": "gateway", "port": 80}]}, "cpe_wans[0] (dsl).probes[0].port", 80, id="icmp-port"),
+        pytest.param({"probes": [{"target": "gateway", "ttl": 3}]}, "cpe_wans[0] (dsl).probes[0]", None, id="probe-unknown-key"),
+    ],
+)
+def test_routing_field_errors(overrides, field, value):
+    with pytest.raises(InventoryError) as exc:
+        parse_wans(HOST, [{**DSL, **overrides}])
+    assert exc.value.field == field
+    if value is not None:
+        assert exc.value.value == value
+
+
+def test_duplicate_table():
+    with pytest.raises(InventoryError) as exc:
+        parse_wans(HOST, wans({"table": 101}, table=101))
+    assert str(exc.value) == f"{HOST}: cpe_wans[1] (lte).table: already used by cpe_wans[0] (dsl) (got 101)"
+
+
+def test_field_name_for_daemon_configs():
+    with pytest.raises(InventoryError) as exc:
+        parse_wans(HOST, [{**DSL, "weight": 0}], field="wans")
+    assert exc.value.field == "wans[0] (dsl).weight"

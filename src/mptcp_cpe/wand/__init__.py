@@ -1,0 +1,1 @@
+"""wand: the multi-WAN daemon (tables, rules, NAT, MPTCP endpoints, health)."""

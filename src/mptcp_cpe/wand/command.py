@@ -1,0 +1,104 @@
+"""The ``wand`` and ``status`` subcommands. Light on imports: pyroute2 loads only when the
+daemon runs, so ``mptcp-cpe dhcp-hook`` (called on every DHCP event) stays quick."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+
+from ..dhcp_hook import MCP_STATE
+from ..inventory import InventoryError
+from ..statefile import RUN_DIR, StateFileError, read_json
+from . import config as wand_config
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="mptcp-cpe wand: %(levelname)s %(message)s")
+
+
+def main(args: argparse.Namespace) -> int:
+    host = socket.gethostname()
+    try:
+        cfg = wand_config.load(args.config, host)
+    except InventoryError as exc:
+        print(f"mptcp-cpe wand: {exc}", file=sys.stderr)
+        return 1
+    if args.check:
+        print(f"{args.config}: {len(cfg.wans)} WANs, policy {cfg.policy}: OK")
+        return 0
+    _logging(args.verbose)
+    from .daemon import Wand
+    from .kernel import Kernel, KernelError
+
+    try:
+        kernel = Kernel()
+    except (KernelError, OSError) as exc:
+        print(f"mptcp-cpe wand: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return Wand(cfg, args.config, kernel).run()
+    finally:
+        kernel.close()
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("wand", help="the multi-WAN daemon: tables, rules, NAT, MPTCP endpoints, health")
+    p.add_argument("--config", type=Path, required=True, help="JSON config (rendered by the role cpe_multiwan)")
+    p.add_argument("--check", action="store_true", help="check the config and exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=main)
+
+
+# --- mptcp-cpe status ---
+
+def status_text(wan_state: dict, mcp_state: dict | None = None) -> str:
+    lines = [f"{wan_state.get('host', '?')}: policy {wan_state.get('policy', '?')}, updated {wan_state.get('updated', '?')}"]
+    header = f"{'WAN':<12} {'DEVICE':<10} {'STATE':<10} {'SINCE':<26} {'RTT ms':>7} {'TABLE':>6}  ADDRESSES / GATEWAYS"
+    lines.append(header)
+    for name, w in sorted(wan_state.get("wans", {}).items()):
+        rtt = "-" if w.get("last_probe_rtt_ms") is None else f"{w['last_probe_rtt_ms']:.1f}"
+        flags = []
+        if w.get("backup"):
+            flags.append("backup")
+        if w.get("in_default_route"):
+            flags.append("default")
+        gws = ", ".join(g for g in (w.get("gateway") or {}).values() if g) or "-"
+        addrs = ", ".join(w.get("addresses", [])) or "-"
+        lines.append(f"{name:<12} {w.get('device', '?'):<10} {w.get('state', '?'):<10} {w.get('since') or '-':<26} "
+                     f"{rtt:>7} {w.get('table', '-'):>6}  {addrs} via {gws}" + (f" [{', '.join(flags)}]" if flags else ""))
+        if mcp_state:
+            mcps = mcp_state.get("wans", {}).get(w.get("device"), {})
+            for fam in ("v4", "v6"):
+                if fam in mcps:
+                    lines.append(f"{'':<12} MCPs {fam}: " + "; ".join(",".join(m) for m in mcps[fam]["mcps"]))
+    return "\n".join(lines)
+
+
+def status_main(args: argparse.Namespace) -> int:
+    try:
+        wan_state = read_json(args.state_file, None)
+        mcp_state = read_json(args.mcp_file, None)
+    except StateFileError as exc:
+        print(f"mptcp-cpe status: {exc}", file=sys.stderr)
+        return 1
+    if wan_state is None:
+        print(f"mptcp-cpe status: {args.state_file} does not exist: is wand running?", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"wan": wan_state, "mcp": mcp_state}, indent=2, sort_keys=True))
+    else:
+        print(status_text(wan_state, mcp_state))
+    return 0
+
+
+def add_status_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="the WANs (wan.json) and the MCPs learned (mcp.json), for people")
+    p.add_argument("--json", action="store_true", help="print both files as one JSON object")
+    p.add_argument("--state-file", type=Path, default=RUN_DIR / "wan.json")
+    p.add_argument("--mcp-file", type=Path, default=MCP_STATE)
+    p.set_defaults(func=status_main)

@@ -1,0 +1,200 @@
+"""wand's configuration: one JSON file rendered by the role cpe_multiwan, loaded and checked
+whole at start and on SIGHUP. A bad file is refused with one line that names the host, the
+field and the value; the running state is kept.
+
+::
+
+    {"host": "cpe-lyon-01", "policy": "balance",
+     "probe": {"interval_s": 1.0, "timeout_s": 1.0, "down_count": 3, "up_count": 2},
+     "route_protocol": 201, "rule_priority": 10000, "default_table": 200, "table_base": 100,
+     "endpoint_id_base": 100, "nft_table": "mptcp_cpe_wand",
+     "state_file": "/run/mptcp-cpe/wan.json",
+     "wans": [{"name": "dsl", "device": "wan1", "kind": "dsl", "ipv4": "dhcp", ...}, ...]}
+
+Every key but ``wans`` has the default shown. A WAN without ``table`` gets
+``table_base + 1 + its index``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..inventory import (
+    MAX_WANS,
+    RESERVED_TABLES,
+    TABLE_RANGE,
+    InventoryError,
+    Wan,
+    _int,
+    _keys,
+    parse_table,
+    parse_wans,
+)
+from ..statefile import RUN_DIR
+
+POLICIES = ("balance", "failover")
+# Route protocol numbers that belong to the kernel or to well-known routing daemons
+# (/etc/iproute2/rt_protos): wand must never mistake their routes or rules for its own.
+FOREIGN_PROTOCOLS = frozenset({0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 42, 99,
+                               168, 186, 187, 188, 189, 192})
+# wand's rules occupy [rule_priority, rule_priority + RULE_BAND), below the main table's 32766.
+RULE_BAND = 100
+MAIN_RULE_PRIORITY = 32766
+# Each WAN may have an IPv4 and an IPv6 endpoint: ids endpoint_id_base .. + 2 * MAX_WANS - 1.
+ENDPOINT_IDS = 2 * MAX_WANS
+NFT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
+
+TOP_KEYS = frozenset({"host", "policy", "probe", "route_protocol", "rule_priority", "default_table",
+                      "table_base", "endpoint_id_base", "nft_table", "state_file", "wans"})
+PROBE_KEYS = frozenset({"interval_s", "timeout_s", "down_count", "up_count"})
+
+
+class ConfigError(InventoryError):
+    """A wand config that cannot be used (same message shape as an inventory error)."""
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    interval_s: float = 1.0  # one probe round per WAN every interval
+    timeout_s: float = 1.0  # a probe unanswered after this has failed (at most interval_s)
+    down_count: int = 3  # this many failed rounds in a row: the WAN is down
+    up_count: int = 2  # this many good rounds in a row: the WAN is up again
+
+
+@dataclass(frozen=True)
+class WandConfig:
+    host: str
+    wans: tuple[Wan, ...]  # every WAN has its table
+    policy: str = "balance"
+    probe: ProbeSettings = ProbeSettings()
+    route_protocol: int = 201
+    rule_priority: int = 10000
+    default_table: int = 200
+    table_base: int = 100
+    endpoint_id_base: int = 100
+    nft_table: str = "mptcp_cpe_wand"
+    state_file: Path = RUN_DIR / "wan.json"
+
+    def wan(self, name: str) -> Wan:
+        return next(w for w in self.wans if w.name == name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "policy": self.policy,
+            "probe": dataclasses.asdict(self.probe),
+            "route_protocol": self.route_protocol,
+            "rule_priority": self.rule_priority,
+            "default_table": self.default_table,
+            "table_base": self.table_base,
+            "endpoint_id_base": self.endpoint_id_base,
+            "nft_table": self.nft_table,
+            "state_file": str(self.state_file),
+            "wans": [w.as_dict() for w in self.wans],
+        }
+
+
+def _number(host: str, field: str, value: Any, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ConfigError(host, field, f"must be a number from {lo} to {hi}", value)
+    return float(value)
+
+
+def _probe_settings(host: str, raw: Any) -> ProbeSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError(host, "probe", "must be a mapping with interval_s, timeout_s, down_count, up_count", raw)
+    unknown = set(raw) - PROBE_KEYS
+    if unknown:
+        raise ConfigError(host, "probe", f"unknown keys {_keys(unknown)}; allowed: {sorted(PROBE_KEYS)}", show_value=False)
+    d = ProbeSettings()
+    interval = _number(host, "probe.interval_s", raw.get("interval_s", d.interval_s), 0.1, 3600)
+    timeout = _number(host, "probe.timeout_s", raw.get("timeout_s", min(d.timeout_s, interval)), 0.05, 3600)
+    if timeout > interval:
+        raise ConfigError(host, "probe.timeout_s", f"longer than probe.interval_s ({interval:g})", raw.get("timeout_s"))
+    return ProbeSettings(
+        interval_s=interval,
+        timeout_s=timeout,
+        down_count=_int(host, "probe.down_count", raw.get("down_count", d.down_count), 1, 100),
+        up_count=_int(host, "probe.up_count", raw.get("up_count", d.up_count), 1, 100),
+    )
+
+
+def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
+    """The checked config. ``host`` names the router in messages when the file does not."""
+    if not isinstance(raw, dict):
+        raise ConfigError(host, "(config)", "must be a JSON object", type(raw).__name__)
+    if isinstance(raw.get("host"), str) and raw["host"]:
+        host = raw["host"]
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise ConfigError(host, "(config)", f"unknown keys {_keys(unknown)}; allowed: {sorted(TOP_KEYS)}", show_value=False)
+    d = WandConfig(host=host, wans=())
+    policy = raw.get("policy", d.policy)
+    if policy not in POLICIES:
+        raise ConfigError(host, "policy", f"must be one of {', '.join(POLICIES)}", policy)
+    proto = _int(host, "route_protocol", raw.get("route_protocol", d.route_protocol), 1, 255)
+    if proto in FOREIGN_PROTOCOLS:
+        raise ConfigError(host, "route_protocol", "belongs to the kernel or a routing daemon (see /etc/iproute2/rt_protos)", proto)
+    prio = _int(host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1, MAIN_RULE_PRIORITY - RULE_BAND)
+    table_base = _int(host, "table_base", raw.get("table_base", d.table_base), 1, TABLE_RANGE[1] - MAX_WANS - 1)
+    default_table = parse_table(host, "default_table", raw.get("default_table", d.default_table))
+    id_base = _int(host, "endpoint_id_base", raw.get("endpoint_id_base", d.endpoint_id_base), 1, 255 - ENDPOINT_IDS + 1)
+    nft_table = raw.get("nft_table", d.nft_table)
+    if not isinstance(nft_table, str) or NFT_NAME.fullmatch(nft_table) is None:
+        raise ConfigError(host, "nft_table", "must be 1-32 letters, digits and _, not starting with a digit", nft_table)
+    state_file = raw.get("state_file", str(d.state_file))
+    if not isinstance(state_file, str) or not state_file.startswith("/"):
+        raise ConfigError(host, "state_file", "must be an absolute path", state_file)
+
+    if "wans" not in raw:
+        raise ConfigError(host, "wans", "missing", show_value=False)
+    wans = parse_wans(host, raw["wans"], field="wans")
+    numbered = []
+    for i, wan in enumerate(wans):
+        if wan.table is None:
+            table = table_base + 1 + i
+            if table in RESERVED_TABLES:
+                raise ConfigError(host, "table_base", f"numbers wans[{i}] ({wan.name}) into the kernel's table {table}", table_base)
+            wan = dataclasses.replace(wan, table=table)
+        numbered.append(wan)
+    seen: dict[int, str] = {}
+    for i, wan in enumerate(numbered):
+        if wan.table == default_table:
+            raise ConfigError(host, f"wans[{i}] ({wan.name}).table", "is the default_table, which holds the balanced default route", wan.table)
+        if wan.table in seen:
+            raise ConfigError(host, f"wans[{i}] ({wan.name}).table", f"already used by {seen[wan.table]} (a WAN without table gets table_base + 1 + its index)", wan.table)
+        seen[wan.table] = f"wans[{i}] ({wan.name})"
+    if policy == "failover":
+        primaries = [w.name for w in numbered if not w.backup]
+        if len(primaries) > 1:
+            raise ConfigError(host, "wans", "more than one primary WAN: with policy failover mark all but one backup: true", primaries)
+    return WandConfig(
+        host=host,
+        wans=tuple(numbered),
+        policy=policy,
+        probe=_probe_settings(host, raw.get("probe", {})),
+        route_protocol=proto,
+        rule_priority=prio,
+        default_table=default_table,
+        table_base=table_base,
+        endpoint_id_base=id_base,
+        nft_table=nft_table,
+        state_file=Path(state_file),
+    )
+
+
+def load(path: Path, host: str = "localhost") -> WandConfig:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(host, str(path), f"cannot read: {exc.strerror}", show_value=False) from None
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(host, str(path), f"not JSON: {exc}", show_value=False) from None
+    return from_dict(raw, host)

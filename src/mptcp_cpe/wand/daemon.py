@@ -1,0 +1,305 @@
+"""``mptcp-cpe wand``: the multi-WAN daemon.
+
+One loop owns the kernel state. It wakes on netlink events (a WAN address appears, changes
+or goes; a link or a DHCP/RA default route changes), on a probe verdict that flips a WAN's
+health, on SIGHUP and SIGTERM, and every ``RESYNC_S`` to repair what someone else removed.
+Each wake: read the WAN links and what wand owns, compute what should be (``plan``), apply
+the difference, write wan.json.
+
+Signals: SIGHUP reloads the config (a bad one is refused with one line; the running state
+stays); SIGTERM and SIGINT remove everything wand made and exit 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl import (
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV4_RULE,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_LINK,
+)
+
+from ..inventory import InventoryError
+from ..statefile import write_json_atomic
+from . import config as wand_config
+from .config import WandConfig
+from .kernel import Kernel
+from .plan import FAMILIES, FAMILY_KEY, Owned, addresses, changes, desired, gateway, teardown, usable
+from .probe import Health, Prober
+
+log = logging.getLogger(__name__)
+
+RESYNC_S = 30.0  # a full reconcile at least this often, events or not
+COALESCE_S = 0.05  # events arriving together are handled in one reconcile
+STATE_VERSION = 1
+GROUPS = (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE
+          | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_RULE)
+
+
+def _iso(ts: float) -> str | None:
+    if not ts:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class NetlinkWatcher(threading.Thread):
+    """Puts "netlink" on the queue for every rtnetlink message (the loop coalesces them)."""
+
+    def __init__(self, events: queue.Queue) -> None:
+        super().__init__(name="netlink", daemon=True)
+        self.events = events
+
+    def run(self) -> None:
+        # pyroute2's sync sockets belong to the thread that made them: make it here.
+        ipr = IPRoute()
+        ipr.bind(groups=GROUPS)
+        while True:
+            try:
+                msgs = ipr.get()
+            except Exception:  # the socket closed at exit, or an overrun: resync anyway
+                log.debug("netlink watcher", exc_info=True)
+                self.events.put(("netlink", None))
+                time.sleep(0.5)
+                continue
+            if msgs:
+                self.events.put(("netlink", None))
+
+
+class ProbeWorker(threading.Thread):
+    """One WAN's probe rounds, every ``interval_s``, reporting each round to the loop."""
+
+    def __init__(self, wan_name: str, prober: Prober, interval: float, events: queue.Queue,
+                 targets: dict[str, Any], lock: threading.Lock) -> None:
+        super().__init__(name=f"probe-{wan_name}", daemon=True)
+        self.wan_name, self.prober, self.interval = wan_name, prober, interval
+        self.events, self.targets, self.lock = events, targets, lock
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            start = time.monotonic()
+            with self.lock:
+                target = self.targets.get(self.wan_name)
+            if target is not None:
+                device, sources, gateways = target
+                ok, rtt = self.prober.round(device, sources, gateways)
+                if not self.stopped.is_set():
+                    self.events.put(("probe", (self.wan_name, ok, rtt)))
+            self.stopped.wait(max(0.0, self.interval - (time.monotonic() - start)))
+
+
+class Wand:
+    def __init__(self, cfg: WandConfig, config_path: Path | None, kernel: Kernel | None = None) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.kernel = kernel or Kernel()
+        self.events: queue.Queue = queue.Queue()
+        self.health: dict[str, Health] = {}
+        self.targets: dict[str, Any] = {}
+        self.lock = threading.Lock()
+        self.workers: dict[str, ProbeWorker] = {}
+        self.applied_nft: str | None = None
+        self.extra_tables: set[int] = set()
+        self.last_state: dict | None = None
+        self.failures = 0
+
+    # --- lifecycle ---
+
+    def start_probes(self) -> None:
+        for w in self.workers.values():
+            w.stopped.set()
+        self.workers = {}
+        for wan in self.cfg.wans:
+            h = self.health.get(wan.name)
+            if h is None or (h.down_count, h.up_count) != (self.cfg.probe.down_count, self.cfg.probe.up_count):
+                self.health[wan.name] = Health(self.cfg.probe.down_count, self.cfg.probe.up_count, since=time.time())
+            worker = ProbeWorker(wan.name, Prober(wan.probes, self.cfg.probe.timeout_s), self.cfg.probe.interval_s,
+                                 self.events, self.targets, self.lock)
+            self.workers[wan.name] = worker
+            worker.start()
+        for name in set(self.health) - {w.name for w in self.cfg.wans}:
+            del self.health[name]
+
+    def inherit_health(self) -> None:
+        """After a restart, a WAN whose endpoint a previous wand left in place starts healthy:
+        its subflows keep running, and its probes take it down if it is not."""
+        have = self.kernel.owned(self.cfg).endpoints
+        for i, wan in enumerate(self.cfg.wans):
+            ids = {self.cfg.endpoint_id_base + 2 * i, self.cfg.endpoint_id_base + 2 * i + 1}
+            if any(have.get(ep_id) and have[ep_id].device == wan.device for ep_id in ids):
+                h = self.health[wan.name]
+                h.healthy, h.state = True, "up"
+                log.info("WAN %s: endpoint left by the previous run, starting as up", wan.name)
+
+    def reload(self) -> None:
+        if self.config_path is None:
+            return
+        try:
+            new = wand_config.load(self.config_path, self.cfg.host)
+        except InventoryError as exc:
+            log.error("config refused, keeping the running state: %s", exc)
+            return
+        old = self.cfg
+        # Objects the old config marked that the new marks would not see: remove them now.
+        old_have = self.kernel.owned(old)
+        self.cfg = new
+        new_have = self.kernel.owned(new, tables={w.table for w in old.wans} | {old.default_table})
+        stale = Owned(
+            routes={k: r for k, r in old_have.routes.items() if k not in new_have.routes},
+            rules=old_have.rules - new_have.rules,
+            endpoints={i: e for i, e in old_have.endpoints.items() if i not in new_have.endpoints},
+            addresses=old_have.addresses - new_have.addresses,
+        )
+        for change in teardown(stale, old.nft_table):
+            if change.kind == "nft" and old.nft_table == new.nft_table:
+                continue
+            self._apply(change)
+        if old.nft_table != new.nft_table:
+            self.applied_nft = None
+        self.extra_tables = {w.table for w in old.wans} | {old.default_table}
+        self.start_probes()
+        log.info("config reloaded from %s: %d WANs, policy %s", self.config_path, len(new.wans), new.policy)
+
+    def stop(self) -> None:
+        for w in self.workers.values():
+            w.stopped.set()
+        try:
+            for change in teardown(self.kernel.owned(self.cfg, self.extra_tables), self.cfg.nft_table):
+                self._apply(change)
+        finally:
+            try:
+                self.cfg.state_file.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot remove %s: %s", self.cfg.state_file, exc)
+        log.info("stopped; removed the routes, rules, endpoints and NAT table wand made")
+
+    # --- the loop ---
+
+    def _apply(self, change) -> bool:
+        try:
+            self.kernel.apply(change, self.cfg)
+            log.info("%s", change)
+            return True
+        except Exception as exc:  # one refused change must not stop the others
+            self.failures += 1
+            log.error("could not %s: %s", change, exc)
+            return False
+
+    def reconcile(self) -> None:
+        now = time.time()
+        links = self.kernel.links(self.cfg)
+        targets = {}
+        for wan in self.cfg.wans:
+            h = self.health[wan.name]
+            link = links.get(wan.device)
+            fams = [f for f in FAMILIES if usable(wan, link, f)]
+            if link is None:
+                h.unreachable("no-device", now)
+            elif not fams:
+                h.unreachable("no-address", now)
+            else:
+                h.reachable_again(now)
+                sources = {f: addresses(wan, link, f)[0].split("/")[0] for f in fams}
+                gateways = {f: gateway(wan, link, f) for f in fams}
+                targets[wan.name] = (wan.device, sources, gateways)
+        with self.lock:
+            self.targets.clear()
+            self.targets.update(targets)
+        want = desired(self.cfg, links, {n: h.healthy for n, h in self.health.items()})
+        have = self.kernel.owned(self.cfg, self.extra_tables)
+        have.nft = self.applied_nft
+        for change in changes(want, have):
+            if self._apply(change) and change.kind == "nft":
+                self.applied_nft = want.nft
+        try:
+            self.kernel.raise_limits(want.limits)
+        except Exception as exc:
+            log.error("could not raise the MPTCP limits to %s: %s", want.limits, exc)
+        self.write_state(links, want)
+
+    def write_state(self, links, want) -> None:
+        wans = {}
+        endpoints = self.kernel.owned(self.cfg).endpoints
+        for wan in self.cfg.wans:
+            h = self.health[wan.name]
+            link = links.get(wan.device)
+            wans[wan.name] = {
+                "device": wan.device,
+                "kind": wan.kind,
+                "table": wan.table,
+                "backup": wan.backup,
+                "weight": wan.weight,
+                "addresses": [a for f in FAMILIES for a in addresses(wan, link, f)],
+                "gateway": {FAMILY_KEY[f]: gateway(wan, link, f) for f in FAMILIES},
+                "healthy": h.healthy,
+                "state": h.state,
+                "since": _iso(h.since),
+                "last_probe_rtt_ms": None if h.rtt_ms is None else round(h.rtt_ms, 3),
+                "in_default_route": any(wan.name in names for names in want.default_route.values()),
+                "endpoints": sorted(e.id for e in endpoints.values() if e.device == wan.device),
+            }
+        state = {"version": STATE_VERSION, "host": self.cfg.host, "policy": self.cfg.policy, "wans": wans}
+        if state != self.last_state:
+            try:
+                write_json_atomic(self.cfg.state_file, {**state, "updated": _iso(time.time())})
+                self.last_state = state
+            except OSError as exc:
+                log.error("cannot write %s: %s", self.cfg.state_file, exc)
+
+    def run(self) -> int:
+        stop = threading.Event()
+
+        def on_signal(signum, _frame):
+            self.events.put(("reload", None) if signum == signal.SIGHUP else ("stop", None))
+
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+        NetlinkWatcher(self.events).start()
+        self.start_probes()
+        log.info("started: %d WANs (%s), policy %s", len(self.cfg.wans),
+                 ", ".join(f"{w.name}={w.device}" for w in self.cfg.wans), self.cfg.policy)
+        self.inherit_health()
+        self.reconcile()
+        while not stop.is_set():
+            try:
+                batch = [self.events.get(timeout=RESYNC_S)]
+            except queue.Empty:
+                batch = [("resync", None)]
+            time.sleep(COALESCE_S)
+            while True:
+                try:
+                    batch.append(self.events.get_nowait())
+                except queue.Empty:
+                    break
+            now = time.time()
+            for kind, data in batch:
+                if kind == "stop":
+                    stop.set()
+                elif kind == "reload":
+                    self.reload()
+                elif kind == "probe":
+                    name, ok, rtt = data
+                    h = self.health.get(name)
+                    if h is not None and h.state not in ("no-address", "no-device"):
+                        if h.record(ok, rtt, now):
+                            log.warning("WAN %s is %s", name, "up" if h.healthy else "down")
+            if stop.is_set():
+                break
+            try:
+                self.reconcile()
+            except Exception:  # a kernel read failing once must not end the daemon
+                log.exception("reconcile failed; retrying on the next event")
+        self.stop()
+        return 0

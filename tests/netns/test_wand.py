@@ -1,0 +1,281 @@
+"""wand against the real kernel: a CPE namespace with two WANs to two "ISP" namespaces.
+
+What is checked is what the kernel holds (rules, tables, NAT, MPTCP endpoints), read back with
+``ip -j`` and ``nft``, never wand's own view of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netlab import Procs, needs_root, procs, sh, wait_for  # noqa: F401 - procs is a fixture
+
+pytestmark = [pytest.mark.root, needs_root]
+
+CPE, ISP1, ISP2 = "t-wand-cpe", "t-wand-isp1", "t-wand-isp2"
+WAND = [sys.executable, "-m", "mptcp_cpe.cli", "wand"]
+INTERVAL, DOWN, UP = 0.3, 3, 2
+PROTO = "201"
+
+
+@contextlib.contextmanager
+def topology() -> Iterator[None]:
+    names = (CPE, ISP1, ISP2)
+    for ns in names:
+        sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "set", "lo", "up", ns=ns)
+    try:
+        for dev, isp, addr4, addr6 in (("wan1", ISP1, "192.0.2.1/24", "2001:db8:0:1::1/64"),
+                                       ("wan2", ISP2, "198.51.100.1/24", "2001:db8:0:2::1/64")):
+            sh("ip", "link", "add", dev, "netns", CPE, "type", "veth", "peer", "name", "isp0", "netns", isp)
+            sh("ip", "addr", "add", addr4, "dev", "isp0", ns=isp)
+            sh("ip", "addr", "add", addr6, "dev", "isp0", "nodad", ns=isp)
+            sh("ip", "link", "set", "isp0", "up", ns=isp)
+            sh("ip", "link", "set", dev, "up", ns=CPE)
+        yield
+    finally:
+        for ns in names:
+            sh("ip", "netns", "del", ns, check=False)
+
+
+@pytest.fixture
+def topo():
+    with topology():
+        yield
+
+
+def static(name, dev, v4, gw4, **extra):
+    return {"name": name, "device": dev, "kind": "ethernet", "ipv4": {"address": v4, "gateway": gw4}, **extra}
+
+
+DSL = static("dsl", "wan1", "192.0.2.10/24", "192.0.2.1",
+             ipv6={"address": "2001:db8:0:1::10/64", "gateway": "2001:db8:0:1::1"})
+LTE = static("lte", "wan2", "198.51.100.10/24", "198.51.100.1", weight=2)
+
+
+def write_config(path: Path, wans: list[dict], **kw) -> Path:
+    cfg = {"host": "t-cpe", "state_file": str(path.parent / "wan.json"),
+           "probe": {"interval_s": INTERVAL, "down_count": DOWN, "up_count": UP}, "wans": wans, **kw}
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def start_wand(procs: Procs, config: Path, name: str = "wand"):
+    return procs.start(name, *WAND, "--config", str(config), ns=CPE)
+
+
+def state(tmp_path: Path) -> dict:
+    try:
+        return json.loads((tmp_path / "wan.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def healthy(tmp_path: Path, *names: str) -> bool:
+    wans = state(tmp_path).get("wans", {})
+    return all(wans.get(n, {}).get("healthy") for n in names)
+
+
+def ipj(*args: str, ns: str = CPE) -> list[dict]:
+    out = sh("ip", "-j", *args, ns=ns).stdout.strip()
+    return json.loads(out) if out else []
+
+
+def rules(family: str = "-4") -> list[dict]:
+    return [r for r in ipj(family, "rule", "show") if r.get("protocol") == PROTO]
+
+
+def routes(table: str, family: str = "-4") -> list[dict]:
+    return ipj(family, "route", "show", "table", table)
+
+
+def endpoints() -> dict[int, dict]:
+    return {e["id"]: e for e in ipj("mptcp", "endpoint", "show")}
+
+
+def nexthop_devs(table: str = "200") -> list[str]:
+    for r in routes(table):
+        if r["dst"] == "default":
+            return sorted(h["dev"] for h in r.get("nexthops", [])) or [r["dev"]]
+    return []
+
+
+def converged(tmp_path: Path) -> bool:
+    return healthy(tmp_path, "dsl", "lte") and {100, 101, 102} <= set(endpoints())
+
+
+def test_converges_then_removes_exactly_what_it_made(topo, procs, tmp_path):
+    # State wand must not touch: a foreign rule in its band, a foreign route in a WAN table,
+    # a foreign endpoint.
+    sh("ip", "rule", "add", "priority", "10020", "from", "203.0.113.0/24", "lookup", "101", ns=CPE)
+    # (Not through a WAN device: the kernel flushes those routes with the device's last address.)
+    sh("ip", "route", "add", "blackhole", "198.18.99.0/24", "table", "101", ns=CPE)
+    sh("ip", "mptcp", "endpoint", "add", "192.0.2.200", "id", "5", "signal", ns=CPE)
+    wand = start_wand(procs, write_config(tmp_path / "wand.json", [DSL, LTE]))
+    wait_for("both WANs healthy with endpoints", lambda: converged(tmp_path), timeout=10)
+
+    got = {(r["priority"], r.get("src"), r.get("oif"), r["table"]) for r in rules()}
+    assert got == {
+        (10010, "192.0.2.10", None, "101"), (10011, "198.51.100.10", None, "102"),
+        (10030, "all", "wan1", "101"), (10031, "all", "wan2", "102"),
+        (10050, "all", None, "main"), (10060, "all", None, "200"),
+    }
+    assert [r.get("suppress_prefixlen") for r in rules() if r["priority"] == 10050] == [0]
+    assert {(r["priority"], r.get("src")) for r in rules("-6")} >= {(10010, "2001:db8:0:1::10"), (10050, "all")}
+    assert {r["dst"]: r.get("gateway") for r in routes("101")} == {"default": "192.0.2.1", "192.0.2.0/24": None, "198.18.99.0/24": None}
+    assert routes("102", "-4")[0]["gateway"] in ("198.51.100.1", None)
+    assert nexthop_devs() == ["wan1", "wan2"]
+    weights = {h["dev"]: h.get("weight", 1) for h in routes("200")[0]["nexthops"]}
+    assert weights == {"wan1": 1, "wan2": 2}
+    eps = endpoints()
+    assert eps[100]["address"] == "192.0.2.10" and eps[100]["dev"] == "wan1" and eps[100].get("subflow")
+    assert not eps[100].get("backup")
+    assert eps[101]["address"] == "2001:db8:0:1::10"
+    assert eps[102]["address"] == "198.51.100.10" and eps[102]["dev"] == "wan2"
+    nat = sh("nft", "list", "table", "inet", "mptcp_cpe_wand", ns=CPE).stdout
+    assert 'oifname "wan1" masquerade' in nat and 'oifname "wan2" masquerade' in nat
+    limits = sh("ip", "mptcp", "limits", "show", ns=CPE).stdout.split()
+    assert int(limits[limits.index("subflows") + 1]) >= 3
+    # Each source address leaves by its own WAN, whatever the default route would pick.
+    for src, dev in (("198.51.100.10", "wan2"), ("192.0.2.10", "wan1")):
+        (got_route,) = ipj("route", "get", "203.0.113.5", "from", src)
+        assert got_route["dev"] == dev, got_route
+    status = sh(*WAND[:-1], "status", "--state-file", str(tmp_path / "wan.json"), ns=CPE).stdout
+    assert "dsl" in status and "lte" in status and " up " in status
+
+    assert procs.stop(wand) == 0, procs.log("wand")[-2000:]
+    assert rules() == [] and rules("-6") == []
+    assert [r for r in ipj("route", "show", "table", "all") if r.get("protocol") == PROTO] == []
+    assert set(endpoints()) == {5}
+    assert sh("nft", "list", "table", "inet", "mptcp_cpe_wand", ns=CPE, check=False).returncode != 0
+    assert not (tmp_path / "wan.json").exists()
+    assert sh("ip", "-4", "addr", "show", "dev", "wan1", ns=CPE).stdout.count("192.0.2.10") == 0
+    # The foreign state is still there.
+    assert any(r["priority"] == 10020 for r in ipj("rule", "show"))
+    assert [r["dst"] for r in routes("101")] == ["198.18.99.0/24"]
+
+
+def test_gateway_stops_answering_then_comes_back(topo, procs, tmp_path):
+    start_wand(procs, write_config(tmp_path / "wand.json", [DSL, LTE]))
+    wait_for("both WANs healthy", lambda: converged(tmp_path), timeout=10)
+    # ISP2 silently drops everything: the link stays up, only the probes can tell.
+    sh("nft", "add table inet cut; add chain inet cut in { type filter hook input priority 0; policy drop; }", ns=ISP2)
+    cut = time.monotonic()
+    wait_for("wan2's endpoint to go", lambda: 102 not in endpoints(), timeout=INTERVAL * DOWN + 3)
+    gone = time.monotonic() - cut
+    assert nexthop_devs() == ["wan1"]
+    wait_for("wan.json to say lte is down", lambda: state(tmp_path)["wans"]["lte"]["state"] == "down", timeout=1)
+    assert {100, 101} <= set(endpoints())
+    # Its own table stays, so its probes still leave by it.
+    assert any(r["dst"] == "default" for r in routes("102"))
+    sh("nft", "delete", "table", "inet", "cut", ns=ISP2)
+    back = time.monotonic()
+    wait_for("wan2's endpoint to return", lambda: 102 in endpoints(), timeout=INTERVAL * UP + 3)
+    rejoin = time.monotonic() - back
+    wait_for("wan2 back in the default route", lambda: nexthop_devs() == ["wan1", "wan2"], timeout=2)
+    # Within interval x count plus the probe timeout and a round in flight.
+    assert gone <= INTERVAL * (DOWN + 1) + INTERVAL + 1.0, gone
+    assert rejoin <= INTERVAL * (UP + 1) + 1.0, rejoin
+
+
+def test_dhcp_address_appears_changes_and_vanishes(topo, procs, tmp_path):
+    # WAN1 as a DHCP client leaves it: an address and a default route in main, with a metric.
+    dyn = {"name": "dsl", "device": "wan1", "kind": "dsl", "ipv4": "dhcp"}
+    start_wand(procs, write_config(tmp_path / "wand.json", [dyn, LTE]))
+    wait_for("lte healthy", lambda: healthy(tmp_path, "lte"), timeout=10)
+    assert state(tmp_path)["wans"]["dsl"]["state"] == "no-address"
+
+    def timed(what, check, limit=1.5):
+        t0 = time.monotonic()
+        wait_for(what, check, timeout=limit + 2, every=0.05)
+        return time.monotonic() - t0
+
+    sh("ip", "addr", "add", "192.0.2.50/24", "dev", "wan1", ns=CPE)
+    sh("ip", "route", "add", "default", "via", "192.0.2.1", "dev", "wan1", "metric", "101", ns=CPE)
+    # Rules follow within a second of the address (netlink event, no polling).
+    t = timed("a rule from the new address", lambda: any(r.get("src") == "192.0.2.50" for r in rules()))
+    assert t < 1.0, t
+    wait_for("dsl healthy with its endpoint", lambda: endpoints().get(100, {}).get("address") == "192.0.2.50", timeout=5)
+    assert state(tmp_path)["wans"]["dsl"]["gateway"]["ipv4"] == "192.0.2.1"
+
+    # A renew with a new address, the way dhclient-script does it: the old address goes
+    # (and the kernel flushes its routes with it), the new one and the route come.
+    sh("ip", "addr", "del", "192.0.2.50/24", "dev", "wan1", ns=CPE)
+    sh("ip", "addr", "add", "192.0.2.51/24", "dev", "wan1", ns=CPE)
+    sh("ip", "route", "replace", "default", "via", "192.0.2.1", "dev", "wan1", "metric", "101", ns=CPE)
+    t = timed("everything on the new address", lambda: endpoints().get(100, {}).get("address") == "192.0.2.51"
+              and {r.get("src") for r in rules() if r["priority"] == 10010} == {"192.0.2.51"})
+    assert t < 1.0, t
+    assert any(r["dst"] == "192.0.2.0/24" and r.get("prefsrc") == "192.0.2.51" for r in routes("101"))
+
+    # The lease ends: the address goes, and with it the WAN.
+    sh("ip", "addr", "flush", "dev", "wan1", "scope", "global", ns=CPE)
+    t = timed("the WAN to go", lambda: 100 not in endpoints() and nexthop_devs() == ["wan2"]
+              and not any(r["priority"] == 10010 for r in rules()))
+    assert t < 1.0, t
+    wait_for("wan.json to say no-address", lambda: state(tmp_path)["wans"]["dsl"]["state"] == "no-address", timeout=2)
+
+
+def test_restart_after_a_crash_converges_without_duplicates(topo, procs, tmp_path):
+    config = write_config(tmp_path / "wand.json", [DSL, LTE])
+    first = start_wand(procs, config, "wand1")
+    wait_for("converged", lambda: converged(tmp_path), timeout=10)
+    before = (sorted(json.dumps(r, sort_keys=True) for r in rules() + rules("-6")), nexthop_devs(), endpoints())
+    procs.stop(first, sig=signal.SIGKILL)  # no cleanup at all
+    (tmp_path / "wan.json").unlink()
+    second = start_wand(procs, config, "wand2")
+    wait_for("converged again", lambda: converged(tmp_path), timeout=10)
+    time.sleep(INTERVAL * 2)
+    after = (sorted(json.dumps(r, sort_keys=True) for r in rules() + rules("-6")), nexthop_devs(), endpoints())
+    assert after == before
+    log = procs.log("wand2")
+    # Nothing was removed or re-added: the live subflows were never disturbed.
+    assert "add rule" not in log and "endpoint" not in log.replace("endpoint left by", ""), log
+    assert procs.stop(second) == 0
+
+
+def test_sighup_reload_refuses_bad_config_and_applies_good_one(topo, procs, tmp_path):
+    config = write_config(tmp_path / "wand.json", [DSL, LTE])
+    wand = start_wand(procs, config)
+    wait_for("converged", lambda: converged(tmp_path), timeout=10)
+    before = (rules(), endpoints())
+    config.write_text(json.dumps({"host": "t-cpe", "wans": [DSL, {**LTE, "device": "wan1"}]}))
+    wand.send_signal(signal.SIGHUP)
+    wait_for("the refusal in the log", lambda: "config refused" in procs.log("wand"), timeout=5)
+    line = next(x for x in procs.log("wand").splitlines() if "config refused" in x)
+    assert "wans[1] (lte).device" in line and "'wan1'" in line
+    time.sleep(INTERVAL * 2)
+    assert (rules(), endpoints()) == before and wand.poll() is None
+
+    # lte becomes a backup: its endpoint changes flags in place, the default route drops it.
+    write_config(config, [DSL, {**LTE, "backup": True}])
+    wand.send_signal(signal.SIGHUP)
+    wait_for("lte's endpoint marked backup", lambda: endpoints().get(102, {}).get("backup"), timeout=5)
+    assert "set_flags endpoint id 102" in procs.log("wand")
+    assert nexthop_devs() == ["wan1"]
+
+    # A new rule band: the old band is emptied, the new one filled.
+    write_config(config, [DSL, LTE], rule_priority=20000)
+    wand.send_signal(signal.SIGHUP)
+    wait_for("rules in the new band", lambda: {r["priority"] for r in rules()} == {20010, 20011, 20030, 20031, 20050, 20060}, timeout=5)
+    assert procs.stop(wand) == 0
+    assert rules() == []
+
+
+def test_bad_config_at_start_is_one_line_and_exit_1(topo, tmp_path):
+    config = tmp_path / "wand.json"
+    config.write_text(json.dumps({"host": "t-cpe", "policy": "failover", "wans": [DSL, LTE]}))
+    proc = sh(*WAND, "--config", str(config), check=False, ns=CPE)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "mptcp-cpe wand: t-cpe: wans: more than one primary WAN: with policy failover mark all but one backup: true (got ['dsl', 'lte'])"]
+    assert rules() == []

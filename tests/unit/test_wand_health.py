@@ -1,0 +1,78 @@
+"""Health hysteresis and the status text: pure logic of the WAN daemon."""
+
+from __future__ import annotations
+
+from socket import AF_INET, AF_INET6
+
+from mptcp_cpe.inventory import Probe
+from mptcp_cpe.wand.command import status_text
+from mptcp_cpe.wand.probe import Health, Prober, _checksum
+
+
+def test_up_after_up_count_good_rounds_and_down_after_down_count_bad():
+    h = Health(down_count=3, up_count=2)
+    assert (h.healthy, h.state) == (False, "probing")
+    assert h.record(True, 1.0, 1) is False
+    assert h.record(True, 1.5, 2) is True and h.healthy and h.state == "up" and h.since == 2
+    assert h.rtt_ms == 1.5
+    # Two losses then an answer: still up, and the bad count starts again.
+    assert not h.record(False, None, 3) and not h.record(False, None, 4)
+    assert not h.record(True, 1.0, 5) and h.healthy
+    assert not h.record(False, None, 6) and not h.record(False, None, 7)
+    assert h.record(False, None, 8) is True and not h.healthy and h.state == "down" and h.since == 8
+    assert h.rtt_ms is None
+    # One good round is not enough to come back.
+    assert not h.record(True, 1.0, 9) and not h.healthy
+    assert h.record(True, 1.0, 10) and h.healthy
+
+
+def test_never_answering_wan_leaves_probing_for_down():
+    h = Health(down_count=2, up_count=1)
+    h.record(False, None, 1)
+    assert h.state == "probing"
+    h.record(False, None, 2)
+    assert (h.state, h.healthy, h.since) == ("down", False, 2)
+
+
+def test_unreachable_resets_and_reachable_again_probes_afresh():
+    h = Health(down_count=3, up_count=1)
+    h.record(True, 1.0, 1)
+    assert h.unreachable("no-address", 2) is True
+    assert (h.healthy, h.state, h.good, h.bad) == (False, "no-address", 0, 0)
+    assert h.unreachable("no-address", 3) is False and h.since == 2
+    h.reachable_again(4)
+    assert (h.state, h.since) == ("probing", 4)
+
+
+def test_icmp_checksum_rfc1071_example():
+    # RFC 1071's worked example: the sum of 0001 f203 f4f5 f6f7 is 0xddf2, checksum its complement.
+    assert _checksum(bytes.fromhex("0001f203f4f5f6f7")) == (~0xDDF2) & 0xFFFF
+    assert _checksum(b"\x01") == (~0x0100) & 0xFFFF  # odd length is padded
+
+
+def test_prober_targets_per_family():
+    p = Prober((Probe("icmp", "gateway"), Probe("tcp", "203.0.113.1", 443), Probe("icmp", "2001:db8::1")), 1.0)
+    src = {AF_INET: "192.0.2.10", AF_INET6: "2001:db8:0:1::10"}
+    gws = {AF_INET: "192.0.2.1", AF_INET6: "fe80::1"}
+    targets = [(t.kind, s, d) for t, s, d in p.targets(src, gws)]
+    assert targets == [("icmp", "192.0.2.10", "192.0.2.1"), ("icmp", "2001:db8:0:1::10", "fe80::1"),
+                       ("tcp", "192.0.2.10", "203.0.113.1"), ("icmp", "2001:db8:0:1::10", "2001:db8::1")]
+    # Without an IPv6 address the IPv6 probes are not sent.
+    assert [d for _, _, d in p.targets({AF_INET: "192.0.2.10"}, {AF_INET: "192.0.2.1"})] == ["192.0.2.1", "203.0.113.1"]
+
+
+def test_status_text_lists_wans_and_mcps():
+    wan = {"host": "cpe", "policy": "balance", "updated": "t", "wans": {
+        "dsl": {"device": "wan1", "state": "up", "since": "s", "last_probe_rtt_ms": 1.25, "table": 101,
+                "addresses": ["192.0.2.10/24"], "gateway": {"ipv4": "192.0.2.1", "ipv6": None},
+                "in_default_route": True, "backup": False},
+        "lte": {"device": "wan2", "state": "down", "since": "s", "last_probe_rtt_ms": None, "table": 102,
+                "addresses": [], "gateway": {"ipv4": None, "ipv6": None}, "in_default_route": False, "backup": True}}}
+    mcp = {"wans": {"wan1": {"v4": {"mcps": [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]}}}}
+    text = status_text(wan, mcp).splitlines()
+    assert text[0] == "cpe: policy balance, updated t"
+    dsl = next(line for line in text if line.startswith("dsl"))
+    assert "up" in dsl and "1.2" in dsl and "192.0.2.10/24 via 192.0.2.1" in dsl and "[default]" in dsl
+    lte = next(line for line in text if line.startswith("lte"))
+    assert "down" in lte and "[backup]" in lte and " - via -" in lte
+    assert any("MCPs v4: 203.0.113.1; 203.0.113.2,203.0.113.3" in line for line in text)
