@@ -64,9 +64,10 @@ def test_cpe_wans_returns_normalised_dicts():
     ]
     assert f.cpe_wans(raw, HOST) == [
         {"name": "dsl", "device": "eth0", "kind": "dsl", "ipv4": {"address": "192.0.2.10/24", "gateway": "192.0.2.1"},
-         "ipv6": "none", "weight": 1, "backup": False},
+         "ipv6": "none", "weight": 1, "backup": False, "nat": True, "probes": [{"kind": "icmp", "target": "gateway"}]},
         {"name": "lte", "device": "wwan0", "kind": "lte", "ipv4": "dhcp",
-         "ipv6": {"address": "2001:db8::10/64", "gateway": "fe80::1"}, "weight": 1, "backup": True},
+         "ipv6": {"address": "2001:db8::10/64", "gateway": "fe80::1"}, "weight": 1, "backup": True,
+         "nat": True, "probes": [{"kind": "icmp", "target": "gateway"}]},
     ]
 
 
