@@ -177,9 +177,9 @@ def render(host: str, family: int, *, subnets_raw: Any, classes_raw: Any, mcps_r
     fam_params: dict[str, Any] = {}
     if default:
         fam_params["mcps"] = default
-    # The hook matches a client's subnet by the address Kea is giving it (it cannot reach
-    # Kea's subnet objects: Debian 12's kea-dev lacks a header they need).
-    with_mcps = [{"prefix": s["subnet"], "mcps": s["mcps"]} for s in subs if "mcps" in s]
+    # By Kea subnet id: the hook binds each id to the subnet Kea selected for the client
+    # (relayed and shared-network clients included) and refuses a config naming an unknown id.
+    with_mcps = [{"id": s["id"], "mcps": s["mcps"]} for s in subs if "mcps" in s]
     if with_mcps:
         fam_params["subnets"] = with_mcps
     if cls:

@@ -41,8 +41,8 @@ def test_v4_config():
     assert hook["parameters"] == {
         "v4-option-code": 224,
         "v4": {"mcps": [["203.0.113.50"]],
-               "subnets": [{"prefix": "192.0.2.0/24", "mcps": [["203.0.113.1"]]},
-                           {"prefix": "198.51.100.0/24", "mcps": [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]}],
+               "subnets": [{"id": 1, "mcps": [["203.0.113.1"]]},
+                           {"id": 2, "mcps": [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]}],
                "classes": [{"name": "REGION_WEST", "mcps": [["mcp-west.example.net"]]}]},
     }
     assert cfg["client-classes"] == [{"name": "REGION_WEST", "test": "substring(option[60].hex,0,4) == 'west'"}]
@@ -53,7 +53,7 @@ def test_v6_config():
     cfg = render(HOST, 6, subnets_raw=SUB6, classes_raw=None, mcps_raw=None, option_code_raw=65000,
                  hook_library="/h.so", lease_file="/l6", socket="/s6")["Dhcp6"]
     assert cfg["hooks-libraries"][0]["parameters"] == {
-        "v6-option-code": 65000, "v6": {"subnets": [{"prefix": "2001:db8:0:1::/64", "mcps": [["2001:db8::1"], ["::ffff:203.0.113.2"]]}]}}
+        "v6-option-code": 65000, "v6": {"subnets": [{"id": 7, "mcps": [["2001:db8::1"], ["::ffff:203.0.113.2"]]}]}}
     assert cfg["subnet6"][0]["pools"] == [{"pool": "2001:db8:0:1::100 - 2001:db8:0:1::1ff"}]
     assert "preferred-lifetime" in cfg
 
