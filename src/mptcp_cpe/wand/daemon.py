@@ -13,6 +13,7 @@ stays); SIGTERM and SIGINT remove everything wand made and exit 0.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import queue
 import signal
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 RESYNC_S = 30.0  # a full reconcile at least this often, events or not
 COALESCE_S = 0.05  # events arriving together are handled in one reconcile
+RTT_WRITE_S = 10.0  # wan.json is rewritten for RTTs alone at most this often
 STATE_VERSION = 1
 GROUPS = (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE
           | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_RULE)
@@ -113,6 +115,7 @@ class Wand:
         self.applied_nft: str | None = None
         self.extra_tables: set[int] = set()
         self.last_state: dict | None = None
+        self.last_write = 0.0
         self.failures = 0
 
     # --- lifecycle ---
@@ -252,11 +255,27 @@ class Wand:
             }
         state = {"version": STATE_VERSION, "host": self.cfg.host, "policy": self.cfg.policy, "wans": wans}
         if state != self.last_state:
-            try:
-                write_json_atomic(self.cfg.state_file, {**state, "updated": _iso(time.time())})
-                self.last_state = state
-            except OSError as exc:
-                log.error("cannot write %s: %s", self.cfg.state_file, exc)
+            self._write(state)
+
+    def refresh_rtts(self, now: float) -> None:
+        """Probe RTTs into wan.json, at most every RTT_WRITE_S: readers watching the file
+        are not woken every probe interval for a number nobody acts on."""
+        if now - self.last_write < RTT_WRITE_S:
+            return
+        state = json.loads(json.dumps(self.last_state))
+        for name, w in state["wans"].items():
+            h = self.health.get(name)
+            if h is not None:
+                w["last_probe_rtt_ms"] = None if h.rtt_ms is None else round(h.rtt_ms, 3)
+        if state != self.last_state:
+            self._write(state)
+
+    def _write(self, state: dict) -> None:
+        try:
+            write_json_atomic(self.cfg.state_file, {**state, "updated": _iso(time.time())})
+            self.last_state, self.last_write = state, time.time()
+        except OSError as exc:
+            log.error("cannot write %s: %s", self.cfg.state_file, exc)
 
     def run(self) -> int:
         stop = threading.Event()
@@ -284,21 +303,30 @@ class Wand:
                 except queue.Empty:
                     break
             now = time.time()
+            # A probe round that changes no verdict needs no kernel work: only its RTT is news.
+            dirty = False
             for kind, data in batch:
                 if kind == "stop":
                     stop.set()
                 elif kind == "reload":
                     self.reload()
+                    dirty = True
                 elif kind == "probe":
                     name, ok, rtt = data
                     h = self.health.get(name)
                     if h is not None and h.state not in ("no-address", "no-device"):
                         if h.record(ok, rtt, now):
                             log.warning("WAN %s is %s", name, "up" if h.healthy else "down")
+                            dirty = True
+                else:
+                    dirty = True
             if stop.is_set():
                 break
             try:
-                self.reconcile()
+                if dirty:
+                    self.reconcile()
+                elif self.last_state is not None:
+                    self.refresh_rtts(now)
             except Exception:  # a kernel read failing once must not end the daemon
                 log.exception("reconcile failed; retrying on the next event")
         self.stop()
