@@ -69,7 +69,7 @@ def test_tables_rules_and_endpoints_for_two_healthy_wans():
         101: Endpoint(101, "2001:db8:0:1::10", "wan1", False),
         102: Endpoint(102, "198.51.100.10", "wan2", False),
     }
-    assert d.limits == (3, 3)  # dsl v4+v6, lte v4
+    assert d.limits == (2, 2)  # one per WAN, whatever its families
 
 
 def test_unhealthy_wan_loses_endpoint_and_default_share_but_keeps_its_table():

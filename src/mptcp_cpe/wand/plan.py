@@ -243,8 +243,9 @@ def desired(cfg: WandConfig, links: dict[str, Link], health: dict[str, bool]) ->
             r = Route(family, cfg.default_table, "default", nexthops=hops)
             d.routes[r.key] = r
     d.nft = nft_ruleset(cfg)
-    endpoints = sum(1 for w in cfg.wans for f in FAMILIES if _configured(w, f))
-    n = min(MPTCP_LIMIT, max(1, endpoints))
+    # One subflow per WAN: a connection pairs addresses of its own family only, so the WAN
+    # count is all one connection can use (and what cpe_base sets at boot: they agree).
+    n = min(MPTCP_LIMIT, max(1, len(cfg.wans)))
     d.limits = (n, n)
     return d
 
