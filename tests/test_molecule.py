@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.molecule, needs_root_docker]
 
 
 def test_every_role_is_converged_by_a_scenario():
-    # Scenarios are per topology (cpe_base: the CPE alone; dhcp: isp + CPE), not per role.
+    # Scenarios are per topology (cpe_base: the CPE alone; wan: isp + CPE), not per role.
     roles = {p.name for p in (TOP / "roles").iterdir() if p.is_dir()}
     converged = set()
     for converge in (TOP / "molecule").glob("*/converge.yml"):

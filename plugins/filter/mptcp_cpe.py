@@ -14,9 +14,11 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from mptcp_cpe import inventory, kea
+    from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
     from mptcp_cpe import inventory, kea
+    from mptcp_cpe.wand import config as wand_config
 
 # The kernel's in-kernel path manager refuses limits above this (MPTCP_PM_ADDR_MAX).
 MPTCP_LIMIT_MAX = 8
@@ -51,6 +53,13 @@ def kea_config(host, family, subnets, classes, mcps, code, hook_library, lease_f
         host, int(family), subnets_raw=subnets, classes_raw=classes, mcps_raw=mcps, option_code_raw=code,
         hook_library=hook_library, lease_file=lease_file, socket=socket, lease_lifetime=lease_lifetime,
         listen=listen))
+
+
+def wand_config_for(wans, host, **settings):
+    """wand's config (``mptcp-cpe wand --config``) for the host's WANs, checked by the
+    daemon's own loader: what the role renders is exactly what wand will accept."""
+    raw = {**settings, "host": host, "wans": wans}
+    return _checked(lambda: wand_config.from_dict(raw, host).as_dict())
 
 
 def sysctl_key(device: str, leaf: str, family: str = "ipv4") -> str:
@@ -113,4 +122,5 @@ class FilterModule:
             "mptcp_cpe_sysctl_drift": sysctl_drift,
             "mptcp_cpe_limits": mptcp_limits,
             "mptcp_cpe_limits_for": mptcp_limits_for,
+            "mptcp_cpe_wand_config": wand_config_for,
         }

@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.root, needs_root,
               pytest.mark.skipif(not shutil.which("kea-dhcp4"), reason="kea-dhcp4 is not installed")]
 
 CODE = 224
+METRIC = 101  # b0's default route metric (cpe_dhcp_client_route_metric_base 100, first WAN)
 # Two MCPs: [203.0.113.1] and [203.0.113.2, 203.0.113.3] (list-len 4, then list-len 8).
 MCP_HEX = "04cb007101" + "08cb007102cb007103"
 MCP_LISTS = [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]
@@ -35,7 +36,8 @@ def kea_config(option_hex: str) -> dict:
         # Not always-send: Kea answers with it only when the client's PRL asks for it.
         "option-data": [{"name": "mptcp-mcp", "code": CODE, "csv-format": False, "data": option_hex}],
         "subnet4": [{"id": 1, "subnet": "192.0.2.0/24", "interface": "a0",
-                     "pools": [{"pool": "192.0.2.100 - 192.0.2.110"}]}],
+                     "pools": [{"pool": "192.0.2.100 - 192.0.2.110"}],
+                     "option-data": [{"name": "routers", "data": "192.0.2.1"}]}],
     }}
 
 
@@ -60,17 +62,26 @@ def read_state(tmp_path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-# The system part of a client script: address only (never the host's /etc/resolv.conf,
-# which the distributions' scripts rewrite and which these namespaces share).
+# The system part of a client script: address and default route as the distributions'
+# scripts set them (udhcpc's at metric 0, dhclient's at $IF_METRIC), never the host's
+# /etc/resolv.conf, which those scripts rewrite and which these namespaces share.
 UDHCPC_SYSTEM = """#!/bin/sh
 case "$1" in
-bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;;
+bound|renew)
+    ip addr replace "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip -4 route add default via "${router%% *}" dev "$interface"
+    ;;
 deconfig) ip addr flush dev "$interface" ;;
 esac
 """
 DHCLIENT_SCRIPT = """#!/bin/sh
+. {enter_hook}
 case "$reason" in
-BOUND|RENEW|REBIND|REBOOT) ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+BOUND|REBOOT)
+    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
+    [ -n "$new_routers" ] && ip -4 route add default via "${{new_routers%% *}}" dev "$interface" ${{IF_METRIC:+metric $IF_METRIC}}
+    ;;
+RENEW|REBIND) ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
 EXPIRE|RELEASE|STOP|FAIL) ip addr flush dev "$interface" ;;
 esac
 . {hook}
@@ -83,14 +94,16 @@ def udhcpc_setup(tmp_path: Path) -> Path:
     system.chmod(0o755)
     hook = render("udhcpc-hook.j2", tmp_path / "udhcpc-hook", wan_devices=["b0"], v4_option_code=CODE,
                   hook_timeout=10, mptcp_cpe_bin=hook_command(tmp_path))
-    return render("udhcpc.script.j2", tmp_path / "udhcpc.script", udhcpc_system_script=system, udhcpc_hook_path=hook)
+    return render("udhcpc.script.j2", tmp_path / "udhcpc.script", udhcpc_system_script=system, udhcpc_hook_path=hook,
+                  udhcpc_route_metrics={"b0": METRIC, "b1": METRIC + 1})
 
 
 def dhclient_setup(tmp_path: Path, request: bool = True) -> tuple[Path, Path]:
     hook = render("dhclient-exit-hook.j2", tmp_path / "exit-hook", wan_devices=["b0"], mcp_option_name="mptcp-mcp",
                   hook_timeout=10, mptcp_cpe_bin=hook_command(tmp_path))
+    enter_hook = render("dhclient-enter-hook.j2", tmp_path / "enter-hook", wan_route_metrics={"b0": METRIC, "b1": METRIC + 1})
     script = tmp_path / "dhclient-script"
-    script.write_text(DHCLIENT_SCRIPT.format(hook=hook))
+    script.write_text(DHCLIENT_SCRIPT.format(hook=hook, enter_hook=enter_hook))
     script.chmod(0o755)
     conf = tmp_path / "dhclient.conf"
     if request:
@@ -103,6 +116,10 @@ def dhclient_setup(tmp_path: Path, request: bool = True) -> tuple[Path, Path]:
 def dhclient(tmp_path: Path, script: Path, conf: Path, *flags: str) -> list[str]:
     return ["dhclient", "-4", *flags, "-sf", str(script), "-cf", str(conf), "-pf", str(tmp_path / "dhclient.pid"),
             "-lf", str(tmp_path / "dhclient.leases"), "b0"]
+
+
+def b0_default_routes(ns: str) -> list[str]:
+    return sh("ip", "-4", "route", "show", "exact", "0.0.0.0/0", "dev", "b0", ns=ns).stdout.split("\n")[:-1]
 
 
 def b0_address(ns: str) -> str | None:
@@ -122,6 +139,8 @@ def test_udhcpc_bound_then_release(tmp_path, procs):
         assert state["b0"]["v4"]["mcps"] == MCP_LISTS
         assert state["b0"]["v4"]["client"] == "udhcpc" and state["b0"]["v4"]["event"] == "bound"
         assert b0_address(cli).startswith("192.0.2.1")
+        # The system script's metric-0 default route was replaced by the WAN's own metric.
+        assert [r.split() for r in b0_default_routes(cli)] == [["default", "via", "192.0.2.1", "metric", str(METRIC)]]
         # SIGTERM with -R: udhcpc releases the lease and runs the script with deconfig.
         procs.stop(client)
         assert read_state(tmp_path) == {"version": 1, "wans": {}}
@@ -151,6 +170,44 @@ def test_udhcpc_malformed_option_is_ignored_and_the_lease_still_works(tmp_path, 
         assert "MCP option ignored" in proc.stderr and "octet 0" in proc.stderr
 
 
+def other_wan(ns: str) -> None:
+    """A first WAN already up in the client's namespace, with its default route at metric 0."""
+    sh("ip", "link", "add", "x0", "type", "veth", "peer", "name", "x1", ns=ns)
+    for dev in ("x0", "x1"):
+        sh("ip", "link", "set", dev, "up", ns=ns)
+    sh("ip", "addr", "add", "198.51.100.100/24", "dev", "x0", ns=ns)
+    sh("ip", "-4", "route", "add", "default", "via", "198.51.100.1", "dev", "x0", ns=ns)
+
+
+def test_udhcpc_second_wan_gets_its_default_route(tmp_path, procs):
+    # The system script's metric-0 route is refused (the other WAN has that metric); the
+    # WAN's own metric gets it in, and the other WAN's route stays as it was.
+    script = udhcpc_setup(tmp_path)
+    with link_pair("t-chw", ["192.0.2.1/24"], []) as (srv, cli):
+        other_wan(cli)
+        start_kea4(procs, tmp_path, srv, kea_config(MCP_HEX))
+        proc = sh("udhcpc", "-f", "-q", "-i", "b0", "-O", str(CODE), "-s", str(script), "-t", "10", "-T", "1",
+                  ns=cli, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert [r.split() for r in b0_default_routes(cli)] == [["default", "via", "192.0.2.1", "metric", str(METRIC)]]
+        others = sh("ip", "-4", "route", "show", "exact", "0.0.0.0/0", "dev", "x0", ns=cli).stdout.split()
+        assert others == ["default", "via", "198.51.100.1"]
+
+
+def test_dhclient_second_wan_gets_its_default_route_and_a_given_metric_wins(tmp_path, procs):
+    script, conf = dhclient_setup(tmp_path)
+    with link_pair("t-chy", ["192.0.2.1/24"], []) as (srv, cli):
+        other_wan(cli)
+        start_kea4(procs, tmp_path, srv, kea_config(MCP_HEX))
+        # ifupdown hands dhclient the interface's metric as -e IF_METRIC=N: the hook keeps it.
+        proc = sh(*dhclient(tmp_path, script, conf, "-1", "-e", "IF_METRIC=55"), ns=cli, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert [r.split() for r in b0_default_routes(cli)] == [["default", "via", "192.0.2.1", "metric", "55"]]
+        assert sh("ip", "-4", "route", "show", "exact", "0.0.0.0/0", "dev", "x0", ns=cli).stdout.split() == [
+            "default", "via", "198.51.100.1"]
+        sh(*dhclient(tmp_path, script, conf, "-x"), ns=cli, check=False, timeout=30)
+
+
 def test_dhclient_bound_then_release(tmp_path, procs):
     script, conf = dhclient_setup(tmp_path)
     with link_pair("t-chd", ["192.0.2.1/24"], []) as (srv, cli):
@@ -159,6 +216,7 @@ def test_dhclient_bound_then_release(tmp_path, procs):
         state = wait_for("mcp.json to show b0's MCPs", lambda: read_state(tmp_path).get("wans"), timeout=30)
         assert state["b0"]["v4"]["mcps"] == MCP_LISTS
         assert state["b0"]["v4"]["client"] == "dhclient" and state["b0"]["v4"]["event"] in ("BOUND", "REBOOT")
+        assert [r.split() for r in b0_default_routes(cli)] == [["default", "via", "192.0.2.1", "metric", str(METRIC)]]
         # dhclient -r: release the lease, stop the running client; the script runs with RELEASE.
         release = sh(*dhclient(tmp_path, script, conf, "-r"), ns=cli, timeout=30)
         assert release.returncode == 0, release.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from mptcp_cpe import inventory
+from mptcp_cpe.wand import config as wand_config
 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "filter" / "mptcp_cpe.py"
 HOST = "cpe-test-01"
@@ -44,6 +46,7 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_sysctl_drift": f.sysctl_drift,
         "mptcp_cpe_limits": f.mptcp_limits,
         "mptcp_cpe_limits_for": f.mptcp_limits_for,
+        "mptcp_cpe_wand_config": f.wand_config_for,
     }
 
 
@@ -318,3 +321,103 @@ def test_mptcp_limits_for(n):
 
 def test_mptcp_limit_max_is_the_kernel_maximum():
     assert f.MPTCP_LIMIT_MAX == 8 == inventory.MAX_WANS
+
+
+# ---------------------------------------------------------------------------
+# wand_config_for
+# ---------------------------------------------------------------------------
+
+# What the role cpe_multiwan passes: every setting, by the config's own key.
+ROLE_SETTINGS = {
+    "policy": "balance",
+    "probe": {"interval_s": 0.5, "timeout_s": 0.5, "down_count": 3, "up_count": 2},
+    "route_protocol": 201,
+    "rule_priority": 10000,
+    "default_table": 200,
+    "table_base": 100,
+    "endpoint_id_base": 100,
+    "nft_table": "mptcp_cpe_wand",
+}
+
+
+def test_wand_config_is_the_daemons_own_normalised_config():
+    raw = [DSL, {**LTE, "backup": True, "weight": 2}]
+    cfg = f.wand_config_for(raw, HOST, **ROLE_SETTINGS)
+    assert cfg == wand_config.from_dict({**ROLE_SETTINGS, "host": HOST, "wans": raw}).as_dict()
+    assert cfg["host"] == HOST
+    assert cfg["probe"] == {"interval_s": 0.5, "timeout_s": 0.5, "down_count": 3, "up_count": 2}
+    assert cfg["state_file"] == "/run/mptcp-cpe/wan.json"
+    # Every WAN carries its table: table_base + 1 + its index unless it has one.
+    assert [(w["name"], w["table"]) for w in cfg["wans"]] == [("dsl", 101), ("lte", 102)]
+    assert cfg["wans"][1]["backup"] is True and cfg["wans"][1]["weight"] == 2
+
+
+def test_wand_config_defaults_without_settings():
+    cfg = f.wand_config_for([DSL], HOST)
+    assert cfg == {
+        "host": HOST, "policy": "balance",
+        "probe": {"interval_s": 1.0, "timeout_s": 1.0, "down_count": 3, "up_count": 2},
+        "route_protocol": 201, "rule_priority": 10000, "default_table": 200, "table_base": 100,
+        "endpoint_id_base": 100, "nft_table": "mptcp_cpe_wand", "state_file": "/run/mptcp-cpe/wan.json",
+        "wans": [{"name": "dsl", "device": "eth0", "kind": "dsl", "ipv4": "dhcp", "ipv6": "none", "weight": 1,
+                  "backup": False, "nat": True, "probes": [{"kind": "icmp", "target": "gateway"}], "table": 101}],
+    }
+
+
+def test_wand_config_keeps_explicit_tables_and_static_addresses():
+    raw = [{**DSL, "table": 150, "ipv4": {"address": "192.0.2.10/24", "gateway": "192.0.2.1"}}, LTE]
+    cfg = f.wand_config_for(raw, HOST, table_base=300)
+    assert [w["table"] for w in cfg["wans"]] == [150, 302]
+    assert cfg["wans"][0]["ipv4"] == {"address": "192.0.2.10/24", "gateway": "192.0.2.1"}
+
+
+def test_wand_config_round_trips_through_json_and_the_loader(tmp_path):
+    # The role writes the filter's result with to_nice_json; wand --check loads that file.
+    cfg = f.wand_config_for([DSL, {**LTE, "probes": [{"kind": "tcp", "target": "203.0.113.1", "port": 443}]}],
+                            HOST, **ROLE_SETTINGS)
+    path = tmp_path / "wand.json"
+    path.write_text(json.dumps(cfg, indent=4, sort_keys=True))
+    assert wand_config.load(path).as_dict() == cfg
+
+
+def test_wand_config_does_not_modify_arguments():
+    raw = [DSL, LTE]
+    settings = {"probe": {"interval_s": 2}}
+    f.wand_config_for(raw, HOST, **settings)
+    assert raw == [DSL, LTE] and settings == {"probe": {"interval_s": 2}}
+    assert "table" not in raw[0]
+
+
+@pytest.mark.parametrize(
+    ("wans", "settings", "expected"),
+    [
+        pytest.param([DSL], {"policy": "roundrobin"},
+                     f"{HOST}: policy: must be one of balance, failover (got 'roundrobin')", id="policy"),
+        pytest.param([DSL], {"probe": {"interval_s": 1, "timeout_s": 2}},
+                     f"{HOST}: probe.timeout_s: longer than probe.interval_s (1) (got 2)", id="timeout"),
+        pytest.param([DSL], {"route_protocol": 4},
+                     f"{HOST}: route_protocol: belongs to the kernel or a routing daemon (see /etc/iproute2/rt_protos) (got 4)",
+                     id="protocol"),
+        pytest.param([DSL], {"nft_table": "mptcp-cpe"},
+                     f"{HOST}: nft_table: must be 1-32 letters, digits and _, not starting with a digit (got 'mptcp-cpe')",
+                     id="nft-table"),
+        pytest.param([DSL], {"rules": 1},
+                     f"{HOST}: (config): unknown keys ['rules']; allowed: {sorted(wand_config.TOP_KEYS)}", id="unknown"),
+        pytest.param([DSL, {**LTE, "table": 200}], {},
+                     f"{HOST}: wans[1] (lte).table: is the default_table, which holds the balanced default route (got 200)",
+                     id="default-table"),
+        pytest.param([DSL, LTE], {"policy": "failover"},
+                     f"{HOST}: wans: more than one primary WAN: with policy failover mark all but one backup: true "
+                     "(got ['dsl', 'lte'])", id="failover-primaries"),
+        pytest.param([], {}, f"{HOST}: wans: must be a non-empty list of WANs (got [])", id="no-wans"),
+        pytest.param([{**DSL, "kind": "adsl"}], {},
+                     f"{HOST}: wans[0] (dsl).kind: must be one of 5g, cable, dsl, ethernet, fibre, lte, satellite (got 'adsl')",
+                     id="wan-kind"),
+    ],
+)
+def test_wand_config_errors_are_ansible_filter_errors(wans, settings, expected):
+    with pytest.raises(AnsibleFilterError) as info:
+        f.wand_config_for(wans, HOST, **settings)
+    assert info.value.message == expected
+    assert info.value.__cause__ is None and info.value.__suppress_context__ is True
+
