@@ -34,7 +34,7 @@ def test_example_is_a_fleet():
         (("kind: lte", "kind: lte-advanced"),
          "cpe-lyon-01.mgmt.example.net: cpe_wans[2] (lte).kind: must be one of"),
         (("device: eth2", "device: eth1"),
-         "cpe-lyon-01.mgmt.example.net: cpe_wans[1].device: already used by cpe_wans[0] (got 'eth1')"),
+         "cpe-lyon-01.mgmt.example.net: cpe_wans[1] (fibre).device: already used by cpe_wans[0] (vdsl) (got 'eth1')"),
     ],
 )
 def test_bad_inventory_names_host_field_value(tmp_path, edit, expected):
