@@ -5,8 +5,8 @@
     mptcp-cpe dhcp-hook ...                         called by the WAN DHCP clients' scripts
     mptcp-cpe wand --config FILE [--check]          the multi-WAN daemon (tables, rules, NAT, endpoints)
     mptcp-cpe status [--json]                       the WANs and the MCPs learned, for people
-
-The other subcommands of DESIGN.md (converter, mcp) arrive with their work.
+    mptcp-cpe converter --config FILE [--check]     CPE side: LAN TCP to MPTCP via an MCP (RFC 8803)
+    mptcp-cpe mcp --config FILE [--check]           network side: the MPTCP Conversion Point
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import binascii
 import json
 import sys
 
-from . import __version__, dhcp_hook, options
+from . import __version__, converter, dhcp_hook, mcp, options
 from .wand import command as wand_command
 
 
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     dhcp_hook.add_parser(sub)
     wand_command.add_parser(sub)
     wand_command.add_status_parser(sub)
+    converter.add_parser(sub)
+    mcp.add_parser(sub)
     return parser
 
 
