@@ -7,17 +7,20 @@ the host, the field and the value in the message.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import re
 import sys
 from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
 
 try:
-    from mptcp_cpe import inventory, kea
+    from mptcp_cpe import converter, inventory, kea, mcp, settings
     from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from mptcp_cpe import inventory, kea
+    from mptcp_cpe import converter, inventory, kea, mcp, settings
     from mptcp_cpe.wand import config as wand_config
 
 # The kernel's in-kernel path manager refuses limits above this (MPTCP_PM_ADDR_MAX).
@@ -62,6 +65,90 @@ def wand_config_for(wans, host, **settings):
     return _checked(lambda: wand_config.from_dict(raw, host).as_dict())
 
 
+def _plain(value):
+    """A daemon's loaded config as JSON data: dataclasses as objects, tuples as lists, paths,
+    addresses and prefixes as their text (what the daemon's loader reads back unchanged)."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (Path, ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        return str(value)
+    return value
+
+
+def _role_error(exc, prefix, keys):
+    """A daemon's config error, told in the role's terms: a field that is one of the config's
+    keys is named as the variable an operator sets (``bypass.ports[0]`` is
+    ``cpe_converter_bypass.ports[0]``), and so are the keys the problem mentions."""
+    head = re.match(r"[a-z_]+", exc.field)
+    if head is None or head.group(0) not in keys:
+        return AnsibleFilterError(str(exc))
+    # Only the keys with an underscore: plain words (host, port, listen) are also English.
+    named = "|".join(sorted((k for k in keys if "_" in k), key=len, reverse=True))
+    problem = re.sub(rf"\b({named})\b", lambda m: prefix + m.group(1), exc.problem)
+    got = str(exc)[len(f"{exc.host}: {exc.field}: {exc.problem}"):]
+    return AnsibleFilterError(f"{exc.host}: {prefix}{exc.field}: {problem}{got}")
+
+
+def converter_config(role_settings, host, wans=None):
+    """The converter's config (``mptcp-cpe converter --config``) from the role cpe_converter's
+    settings (by the config's own keys), loaded by the daemon's own loader: what the role
+    renders is what the converter will accept. With the CPE's WANs, a LAN interface that is
+    a WAN's device is refused too (the converter would intercept the internet's connections)."""
+    try:
+        cfg = converter.from_dict({**role_settings, "host": host}, host)
+        for wan in inventory.parse_wans(host, wans) if wans else ():
+            if wan.device in cfg.lan_interfaces:
+                raise settings.ConfigError(
+                    host, f"lan_interfaces[{cfg.lan_interfaces.index(wan.device)}]",
+                    f"is the device of WAN {wan.name}: the converter would intercept connections from the internet",
+                    wan.device)
+    except inventory.InventoryError as exc:
+        raise _role_error(exc, "cpe_converter_", converter.TOP_KEYS) from None
+    return _plain(cfg)
+
+
+def mcp_config(role_settings, host):
+    """The MCP's config (``mptcp-cpe mcp --config``) from the role mcp_converter's settings,
+    loaded by the daemon's own loader."""
+    try:
+        return _plain(mcp.from_dict({**role_settings, "host": host}, host))
+    except inventory.InventoryError as exc:
+        raise _role_error(exc, "mcp_converter_", mcp.TOP_KEYS) from None
+
+
+# net.ipv4.tcp_fastopen: the bit each side of RFC 8803 needs for the Convert message to ride in the SYN.
+FASTOPEN_BITS = {1: "client", 2: "server"}
+FASTOPEN_KEY = "net.ipv4.tcp_fastopen"
+
+
+def converter_sysctls(fastopen, host, variable, bit, base_extra=None):
+    """The sysctls a converter needs: MPTCP on, and TCP Fast Open with its side's bit.
+    ``base_extra`` (a CPE's cpe_base_extra_sysctls) must not set Fast Open to another value:
+    the two roles would set it back and forth on every run."""
+    if isinstance(fastopen, str) and fastopen.isdigit():
+        fastopen = int(fastopen)  # as sysctl files and cpe_base_extra_sysctls may write it
+
+    def check():
+        value = settings.integer(host, variable, fastopen, 0, 0xFFFF)
+        if not value & bit:
+            raise settings.ConfigError(host, variable, f"must include the {FASTOPEN_BITS[bit]} bit ({bit})", value)
+        theirs = (base_extra or {}).get(FASTOPEN_KEY)
+        if theirs is not None and _sysctl_text(theirs).strip() != str(value):
+            raise settings.ConfigError(
+                host, variable, f"differs from cpe_base_extra_sysctls['{FASTOPEN_KEY}'] ({_sysctl_text(theirs)}): "
+                "cpe_base and this role would set it back and forth", value)
+        return {"net.mptcp.enabled": "1", FASTOPEN_KEY: str(value)}
+
+    return _checked(check)
+
+
+def _sysctl_text(value) -> str:
+    # true/false in YAML are 1/0 to sysctl, not "True"/"False".
+    return str(int(value) if isinstance(value, bool) else value)
+
+
 def sysctl_key(device: str, leaf: str, family: str = "ipv4") -> str:
     # A dot in a device name (VLAN eth0.100) is written as a slash in a sysctl key.
     return f"net.{family}.conf.{device.replace('.', '/')}.{leaf}"
@@ -81,7 +168,7 @@ def cpe_base_sysctls(wans, extra=None):
             # A router (forwarding=1) ignores router advertisements unless accept_ra is 2.
             sysctls[sysctl_key(wan["device"], "accept_ra", "ipv6")] = "2"
     for key, value in (extra or {}).items():
-        sysctls[str(key)] = str(int(value) if isinstance(value, bool) else value)
+        sysctls[str(key)] = _sysctl_text(value)
     return sysctls
 
 
@@ -123,4 +210,7 @@ class FilterModule:
             "mptcp_cpe_limits": mptcp_limits,
             "mptcp_cpe_limits_for": mptcp_limits_for,
             "mptcp_cpe_wand_config": wand_config_for,
+            "mptcp_cpe_converter_config": converter_config,
+            "mptcp_cpe_mcp_config": mcp_config,
+            "mptcp_cpe_converter_sysctls": converter_sysctls,
         }
