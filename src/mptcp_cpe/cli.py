@@ -16,7 +16,8 @@ import binascii
 import json
 import sys
 
-from . import __version__, converter, dhcp_hook, mcp, options
+from . import __version__, converter, dhcp_hook, options
+from . import mcp as mcp_daemon
 from .wand import command as wand_command
 
 
@@ -25,14 +26,14 @@ def _option(args: argparse.Namespace) -> int:
     try:
         if args.action == "encode":
             mcps = [[a.strip() for a in item.split(",")] for item in args.items]
-            for i, mcp in enumerate(mcps):
-                if any(not a for a in mcp):
+            for i, addresses in enumerate(mcps):
+                if any(not a for a in addresses):
                     raise options.OptionError(options.lib.MCP_E_EMPTY_LIST, f"MCP {i + 1} ({args.items[i]!r}) has an empty address")
             if args.family == "v4":
                 print(options.encode_v4(mcps).hex())
             else:
-                for mcp in mcps:
-                    print(options.encode_v6(mcp).hex())
+                for addresses in mcps:
+                    print(options.encode_v6(addresses).hex())
             return 0
         parts = []
         for i, text in enumerate(args.items):
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     wand_command.add_parser(sub)
     wand_command.add_status_parser(sub)
     converter.add_parser(sub)
-    mcp.add_parser(sub)
+    mcp_daemon.add_parser(sub)
     return parser
 
 

@@ -17,7 +17,8 @@ skipped for ``retry_after_s`` (or the delay its Error names). The file is looked
 at most once a second, when a connection starts: a change applies to new connections,
 live ones go on. Data the LAN client sends before the MCP's answer is kept (up to
 ``replay_limit`` octets; reading pauses there), so a connection can move to the next MCP,
-answer a Cookie challenge or go direct without losing a byte.
+answer a Cookie challenge or go direct without losing a byte. ``mptcp_rcvbuf`` fixes the
+MPTCP socket's receive buffer (0: the kernel's autotuning), see `relay.set_rcvbuf`.
 
 ::
 
@@ -25,12 +26,13 @@ answer a Cookie challenge or go direct without losing a byte.
      "mcps": [["198.51.100.1"]], "mcp_file": "/run/mptcp-cpe/mcp.json",
      "bypass": {"destinations": ["192.0.2.0/24"], "ports": [22], "sources": []},
      "connect_timeout_s": 3, "reply_timeout_s": 15, "retry_after_s": 30,
-     "replay_limit": 65536, "workers": 0, "pipe_size": 262144, "drain_timeout_s": 30,
+     "replay_limit": 65536, "workers": 0, "pipe_size": 262144, "mptcp_rcvbuf": 4194304,
+     "drain_timeout_s": 30,
      "fwmark": 8803, "route_table": 199, "rule_priority": 9000, "route_protocol": 202,
      "nft_table": "mptcp_cpe_converter"}
 
 Signals: SIGHUP re-reads the config (a bad one is refused with one line and the running
-one kept; the listener port cannot change without a restart), SIGTERM stops intercepting,
+one kept; so is one changing a START_ONLY setting, which needs a restart), SIGTERM stops intercepting,
 drains live connections for at most ``drain_timeout_s`` and removes what it made.
 """
 
@@ -38,11 +40,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import errno
+import hashlib
 import logging
+import mmap
 import os
 import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -52,7 +56,7 @@ from typing import Any
 from . import convert
 from .dhcp_hook import MCP_STATE
 from .inventory import InventoryError
-from .relay import IN, OUT, Loop, Pair, Supervisor, WorkerSignals, abort, raise_fd_limit, worker_count
+from .relay import IN, OUT, Loop, Pair, Supervisor, WorkerSignals, abort, raise_fd_limit, set_rcvbuf, worker_count
 from .settings import (
     ConfigError,
     absolute_path,
@@ -77,13 +81,20 @@ TCP_FASTOPEN_CONNECT = getattr(socket, "TCP_FASTOPEN_CONNECT", 30)
 WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EINPROGRESS, errno.EALREADY})
 TOP_KEYS = frozenset({"host", "lan_interfaces", "mcp_port", "listen_port", "mcps", "mcp_file", "bypass",
                       "connect_timeout_s", "reply_timeout_s", "retry_after_s", "replay_limit", "workers",
-                      "pipe_size", "drain_timeout_s", "fwmark", "route_table", "rule_priority",
+                      "pipe_size", "mptcp_rcvbuf", "drain_timeout_s", "fwmark", "route_table", "rule_priority",
                       "route_protocol", "nft_table"})
 BYPASS_KEYS = frozenset({"destinations", "ports", "sources"})
 # Error codes that say something about the MCP itself: skip it and try the next one.
 # Connection Reset and Destination Unreachable are the destination's answer: passed on.
 DESTINATION_ERRORS = frozenset({convert.ErrorCode.CONNECTION_RESET, convert.ErrorCode.DESTINATION_UNREACHABLE})
-NOT_AUTHORIZED_HOLD_S = 300.0  # an MCP that refuses us will not change its mind soon
+NOT_AUTHORIZED_HOLD_S = 300.0
+# Not Authorized may be about a destination (deny list, hairpinning) or about us (our
+# prefix is not a client): this many different destinations refused in a minute means us.
+REFUSALS_TO_HOLD = 3
+# Taken at start only: the listeners, the supervisor, and the kernel state the daemon owns
+# (a reload to another mark or table would strand the old ones). A reload changing one is refused.
+START_ONLY = ("listen_port", "workers", "drain_timeout_s", "fwmark", "route_table", "rule_priority",
+              "route_protocol", "nft_table")  # an MCP that refuses us will not change its mind soon
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ class ConverterConfig:
     replay_limit: int = 65536
     workers: int = 0
     pipe_size: int = 262144
+    mptcp_rcvbuf: int = 4194304
     drain_timeout_s: float = 30.0
     fwmark: int = 8803
     route_table: int = 199
@@ -152,6 +164,7 @@ def from_dict(raw: Any, host: str = "localhost") -> ConverterConfig:
         replay_limit=integer(host, "replay_limit", raw.get("replay_limit", d.replay_limit), 1024, 16 << 20),
         workers=integer(host, "workers", raw.get("workers", d.workers), 0, 256),
         pipe_size=integer(host, "pipe_size", raw.get("pipe_size", d.pipe_size), 4096, 1 << 20),
+        mptcp_rcvbuf=integer(host, "mptcp_rcvbuf", raw.get("mptcp_rcvbuf", d.mptcp_rcvbuf), 0, 1 << 30),
         drain_timeout_s=number(host, "drain_timeout_s", raw.get("drain_timeout_s", d.drain_timeout_s), 0, 3600),
         fwmark=integer(host, "fwmark", raw.get("fwmark", d.fwmark), 1, 2**32 - 1),
         route_table=integer(host, "route_table", raw.get("route_table", d.route_table), 1, 2**32 - 1),
@@ -178,8 +191,10 @@ def _elements(items) -> str:
     return ", ".join(str(i) for i in items)
 
 
-def nft_ruleset(cfg: ConverterConfig) -> str:
-    """The daemon's whole table, replaced in one transaction (create, delete, create)."""
+def nft_ruleset(cfg: ConverterConfig, intercept: bool = True) -> str:
+    """The daemon's whole table, replaced in one transaction (create, delete, create).
+    ``intercept`` False (draining) keeps only what live connections need: their packets
+    still reach their sockets, new connections are forwarded as they came."""
     v4 = [p for p in cfg.bypass.destinations if p.version == 4]
     v6 = [p for p in cfg.bypass.destinations if p.version == 6]
     s4 = [p for p in cfg.bypass.sources if p.version == 4]
@@ -207,6 +222,8 @@ def nft_ruleset(cfg: ConverterConfig) -> str:
     rules.append("tcp dport @bypass_ports return")
     rules.append(f"meta nfproto ipv4 meta l4proto tcp tproxy ip to :{cfg.listen_port} meta mark set {cfg.fwmark} accept")
     rules.append(f"meta nfproto ipv6 meta l4proto tcp tproxy ip6 to :{cfg.listen_port} meta mark set {cfg.fwmark} accept")
+    if not intercept:
+        sets, rules = [], rules[:3]
     body = "\n".join(sets) + "\n  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n" + \
         "".join(f"    {r}\n" for r in rules) + "  }\n"
     t = f"table inet {cfg.nft_table}"
@@ -225,8 +242,8 @@ class Interception:
         self.ipr = IPRoute()
         self.nft = Nft()
 
-    def apply(self, cfg: ConverterConfig) -> None:
-        self.nft.run(nft_ruleset(cfg))
+    def apply(self, cfg: ConverterConfig, intercept: bool = True) -> None:
+        self.nft.run(nft_ruleset(cfg, intercept))
         lo = self.ipr.link_lookup(ifname="lo")[0]
         for family, dst in ((socket.AF_INET, "0.0.0.0/0"), (socket.AF_INET6, "::/0")):
             self.ipr.route("replace", family=family, dst=dst, type="local", scope=254, oif=lo, table=cfg.route_table,
@@ -247,11 +264,12 @@ class Interception:
                 with contextlib.suppress(Exception):
                     self.ipr.rule("del", family=family, priority=cfg.rule_priority, fwmark=r.get("FRA_FWMARK"),
                                   table=cfg.route_table)
+            lo = self.ipr.link_lookup(ifname="lo")[0]
             for rt in self.ipr.get_routes(family=family, table=cfg.route_table):
-                if rt["proto"] == cfg.route_protocol:
+                if rt["proto"] == cfg.route_protocol and rt["dst_len"] == 0:
                     with contextlib.suppress(Exception):
-                        self.ipr.route("del", family=family, dst=rt.get("RTA_DST") or ("0.0.0.0/0" if family == socket.AF_INET else "::/0"),
-                                       dst_len=rt["dst_len"], type="local", table=cfg.route_table, proto=cfg.route_protocol)
+                        self.ipr.route("del", family=family, dst_len=0, type="local", scope=254, oif=lo,
+                                       table=cfg.route_table, proto=cfg.route_protocol)
 
     def close(self) -> None:
         self.ipr.close()
@@ -260,13 +278,60 @@ class Interception:
 
 # ---------------------------------------------------------------- which MCPs
 
+class SharedHolds:
+    """Which MCP addresses are held back, until when: shared by the workers (an anonymous
+    shared mapping made before they fork), so one worker's timeout spares the others the
+    wait. Slots of 16 octets of address and a CLOCK_MONOTONIC deadline; a lost race between
+    two writers costs at most one more try of a dead MCP."""
+
+    SLOT = struct.Struct("=16sd")
+    SLOTS = 256
+
+    def __init__(self) -> None:
+        self.mem = mmap.mmap(-1, self.SLOT.size * self.SLOTS)
+
+    @staticmethod
+    def _key(what: str) -> bytes:
+        """An address as its 16 octets; anything else (an MCP and a destination) hashed."""
+        try:
+            return socket.inet_pton(_family(what), what).ljust(16, b"\xff")
+        except OSError:
+            return hashlib.sha256(what.encode()).digest()[:16]
+
+    def _slots(self):
+        for i in range(self.SLOTS):
+            yield i, *self.SLOT.unpack_from(self.mem, i * self.SLOT.size)
+
+    def get(self, address: str) -> float | None:
+        key = self._key(address)
+        now = time.monotonic()
+        for _, k, until in self._slots():
+            if k == key and until > now:
+                return until
+        return None
+
+    def set(self, address: str, until: float) -> None:
+        key, now = self._key(address), time.monotonic()
+        free = None
+        for i, k, t in self._slots():
+            if k == key:
+                free = i
+                break
+            if free is None and t <= now:
+                free = i
+        if free is None:  # every slot held: replace the one that frees first
+            free = min(self._slots(), key=lambda slot: slot[2])[0]
+        self.SLOT.pack_into(self.mem, free * self.SLOT.size, key, until)
+
+
 @dataclass
 class McpBook:
     """The MCP addresses to try, in order, and which ones are held back for a while."""
 
     cfg: ConverterConfig
-    held: dict[str, float] = field(default_factory=dict)  # address -> monotonic time it may be tried again
+    held: SharedHolds = field(default_factory=SharedHolds)
     cookies: dict[str, bytes] = field(default_factory=dict)
+    refusals: dict[str, list] = field(default_factory=dict)
     _dhcp: tuple[tuple[str, ...], ...] = ()
     _stat: tuple | None = None
     _checked: float = -1.0
@@ -300,17 +365,25 @@ class McpBook:
         return seen
 
     def usable(self, address: str) -> bool:
-        until = self.held.get(address)
-        if until is None:
-            return True
-        if time.monotonic() >= until:
-            del self.held[address]
-            return True
-        return False
+        return self.held.get(address) is None
 
     def hold(self, address: str, seconds: float, why: str) -> None:
-        self.held[address] = time.monotonic() + seconds
+        self.held.set(address, time.monotonic() + seconds)
         log.warning("MCP %s: %s; not used for %g s", address, why, seconds)
+
+    def refused(self, address: str, destination: str) -> bool:
+        """Not Authorized for ``destination``: that destination is not asked of this MCP for a
+        while. Refusals for REFUSALS_TO_HOLD different destinations within a minute say the
+        MCP refuses this CPE: True, hold the MCP itself."""
+        now = time.monotonic()
+        self.held.set(f"{address}|{destination}", now + NOT_AUTHORIZED_HOLD_S)
+        recent = [(t, d) for t, d in self.refusals.get(address, []) if now - t < 60 and d != destination]
+        recent.append((now, destination))
+        self.refusals[address] = recent
+        return len(recent) >= REFUSALS_TO_HOLD
+
+    def usable_for(self, address: str, destination: str) -> bool:
+        return self.usable(address) and self.held.get(f"{address}|{destination}") is None
 
 
 def dhcp_mcps(state: Any) -> tuple[tuple[str, ...], ...]:
@@ -354,7 +427,8 @@ class Conversion:
         self.reply = bytearray()
         self.connected = False
         self.timer = None
-        self.cookie_retry = False
+        self.cookie_retries = 0  # a stale cookie costs one retry, a challenge another
+        self.sent_cookie = False
         self.finished = False
         self.tried: list[str] = []
         self.candidates = iter(worker.book.addresses())
@@ -366,7 +440,7 @@ class Conversion:
     # -- choosing where to go
     def _next(self) -> None:
         for address in self.candidates:
-            if self.w.book.usable(address):
+            if self.w.book.usable_for(address, self.dst[0]):
                 self._connect_mcp(address)
                 return
         self._connect_direct()
@@ -385,8 +459,10 @@ class Conversion:
         up.setblocking(False)
         with contextlib.suppress(OSError):
             up.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+        set_rcvbuf(up, self.w.cfg.mptcp_rcvbuf)
         self.up = up
         cookie = self.w.book.cookies.get(address)
+        self.sent_cookie = cookie is not None
         self.out = bytearray(convert.connect_message(self.dst[0], self.dst[1], cookie=cookie)) + self.early
         self.sent = 0
         err = up.connect_ex((address, self.w.cfg.mcp_port))
@@ -527,12 +603,20 @@ class Conversion:
             return True
         code = error.code
         name = convert.ErrorCode(code).name if code in convert.ErrorCode._value2member_map_ else str(code)
-        if code == convert.ErrorCode.MISSING_COOKIE and not self.cookie_retry:
-            self.cookie_retry = True
+        if code == convert.ErrorCode.MISSING_COOKIE and self.cookie_retries < 2:
+            self.cookie_retries += 1
             self.w.book.cookies[self.address] = error.cookie().cookie
             address = self.address
             self._close_up()
             log.info("%r: MCP %s asks for a cookie: asking again with it", self, address)
+            self._connect_mcp(address)
+            return True
+        if code == convert.ErrorCode.NOT_AUTHORIZED and self.sent_cookie and self.cookie_retries < 2:
+            # Our cookie is stale (a cookie is bound to a time): ask again without it.
+            self.cookie_retries += 1
+            self.w.book.cookies.pop(self.address, None)
+            address = self.address
+            self._close_up()
             self._connect_mcp(address)
             return True
         if code in DESTINATION_ERRORS:
@@ -542,6 +626,12 @@ class Conversion:
             self._abort()
             return True
         if code == convert.ErrorCode.NOT_AUTHORIZED:
+            if not self.w.book.refused(self.address, self.dst[0]):
+                log.info("%r: MCP %s refuses this destination: not asked again for %g s", self, self.address,
+                         NOT_AUTHORIZED_HOLD_S)
+                self._close_up()
+                self._next()
+                return True
             hold = NOT_AUTHORIZED_HOLD_S
         elif code in (convert.ErrorCode.RESOURCE_EXCEEDED, convert.ErrorCode.NETWORK_FAILURE):
             hold = float(error.retry_after())
@@ -613,10 +703,11 @@ class Conversion:
 # ---------------------------------------------------------------- a worker process
 
 class ConverterWorker:
-    def __init__(self, cfg: ConverterConfig, config_path: Path | None, listeners: list[socket.socket]):
+    def __init__(self, cfg: ConverterConfig, config_path: Path | None, listeners: list[socket.socket],
+                 holds: SharedHolds | None = None):
         self.cfg, self.config_path, self.listeners = cfg, config_path, listeners
         self.loop = Loop()
-        self.book = McpBook(cfg)
+        self.book = McpBook(cfg, holds or SharedHolds())
         self.pending: set[Conversion] = set()
         self.pairs: set[Pair] = set()
         self.stats = {"converted": 0, "direct": 0, "refused": 0}
@@ -653,7 +744,9 @@ class ConverterWorker:
         except InventoryError as exc:
             log.error("reload refused: %s", exc)
             return
-        self.cfg = dataclasses.replace(cfg, listen_port=self.cfg.listen_port)
+        if any(getattr(cfg, key) != getattr(self.cfg, key) for key in START_ONLY):
+            return  # the supervisor refused it and said why
+        self.cfg = cfg
         held, cookies = self.book.held, self.book.cookies
         self.book = McpBook(self.cfg, held, cookies)
 
@@ -735,6 +828,7 @@ def main(args: argparse.Namespace) -> int:
             kernel.remove(cfg)
         return 1
     state = {"cfg": cfg}
+    holds = SharedHolds()  # before the workers fork: they share it
 
     def work(index: int) -> int:
         mine = socks[index]
@@ -743,7 +837,7 @@ def main(args: argparse.Namespace) -> int:
                 for s in group:
                     s.close()
         signals = WorkerSignals()
-        return ConverterWorker(state["cfg"], args.config, mine).run(signals)
+        return ConverterWorker(state["cfg"], args.config, mine, holds).run(signals)
 
     def reload() -> bool:
         try:
@@ -751,9 +845,10 @@ def main(args: argparse.Namespace) -> int:
         except InventoryError as exc:
             log.error("reload refused: %s", exc)
             return False
-        if new.listen_port != state["cfg"].listen_port:
-            log.error("reload refused: %s: listen_port: changes only with a restart (got %d)", new.host, new.listen_port)
-            return False
+        for key in START_ONLY:
+            if getattr(new, key) != getattr(state["cfg"], key):
+                log.error("reload refused: %s: %s: changes only with a restart (got %r)", new.host, key, getattr(new, key))
+                return False
         try:
             kernel.apply(new)
         except Exception as exc:  # noqa: BLE001
@@ -769,9 +864,9 @@ def main(args: argparse.Namespace) -> int:
         kernel.close()
 
     # Interception stops first when draining: new LAN connections are forwarded directly
-    # while the live ones finish.
+    # while the live ones finish (their packets still find their sockets).
     sup = Supervisor("converter", n, work, reload, cfg.drain_timeout_s,
-                     on_drain=lambda: kernel.remove(state["cfg"]), on_exit=on_exit)
+                     on_drain=lambda: kernel.apply(state["cfg"], intercept=False), on_exit=on_exit)
     for group in socks:
         for s in group:
             s.set_inheritable(False)

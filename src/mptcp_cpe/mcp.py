@@ -24,10 +24,10 @@ the client's address, valid two minutes.
      "deny_destinations": [], "max_connections": 20000, "max_connections_per_client": 2000,
      "max_subflows": 8, "connect_timeout_s": 10, "handshake_timeout_s": 10,
      "cookie_syn_rate": 0, "retry_after_s": 30, "workers": 0, "pipe_size": 262144,
-     "drain_timeout_s": 30}
+     "mptcp_rcvbuf": 4194304, "drain_timeout_s": 30}
 
 Signals: SIGHUP re-reads the config (bad: refused with one line, the running one kept;
-``listen`` and ``port`` change only with a restart), SIGTERM stops accepting and drains.
+the START_ONLY settings change only with a restart), SIGTERM stops accepting and drains.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from typing import Any
 
 from . import convert
 from .inventory import InventoryError
-from .relay import IN, OUT, Loop, Pair, Supervisor, WorkerSignals, abort, raise_fd_limit, worker_count
+from .relay import IN, OUT, Loop, Pair, Supervisor, WorkerSignals, abort, raise_fd_limit, set_rcvbuf, worker_count
 from .settings import ConfigError, check_keys, config_host, integer, number, prefixes, read_config
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,12 @@ TCP_FASTOPEN = getattr(socket, "TCP_FASTOPEN", 23)
 WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EINPROGRESS, errno.EALREADY})
 TOP_KEYS = frozenset({"host", "listen", "port", "clients", "deny_destinations", "max_connections",
                       "max_connections_per_client", "max_subflows", "connect_timeout_s", "handshake_timeout_s",
-                      "cookie_syn_rate", "retry_after_s", "workers", "pipe_size", "drain_timeout_s"})
+                      "cookie_syn_rate", "retry_after_s", "workers", "pipe_size", "mptcp_rcvbuf", "drain_timeout_s"})
 # TCP options a client may ask for in its Connect TLV: the kernel handles these on the
 # MCP-to-server connection by itself (MSS, window scale, SACK, timestamps, Fast Open).
 SUPPORTED_TCP_OPTIONS = frozenset({2, 3, 4, 8, 34})
 ANNOUNCED_TCP_OPTIONS = (4, 8, 34)  # Supported TCP Extensions (§6.2.4 forbids 0-3 and 5, 29)
+START_ONLY = ("listen", "port", "workers", "drain_timeout_s", "mptcp_rcvbuf")  # a reload changing one is refused
 COOKIE_PERIOD_S = 60  # a cookie is valid in its minute and the next
 LINGER_S = 5.0  # after an Error: wait this long for the client's FIN, discarding what it sends
 ICMP_NET_UNREACHABLE, ICMP_HOST_UNREACHABLE, ICMP_ADMIN_PROHIBITED = 0, 1, 13
@@ -86,6 +87,7 @@ class McpConfig:
     retry_after_s: int = 30
     workers: int = 0
     pipe_size: int = 262144
+    mptcp_rcvbuf: int = 4194304  # fixed receive buffer of client sockets (0: autotuning), see relay.set_rcvbuf
     drain_timeout_s: float = 30.0
 
 
@@ -125,6 +127,7 @@ def from_dict(raw: Any, host: str = "localhost") -> McpConfig:
         retry_after_s=integer(host, "retry_after_s", raw.get("retry_after_s", d.retry_after_s), 1, 255),
         workers=integer(host, "workers", raw.get("workers", d.workers), 0, 256),
         pipe_size=integer(host, "pipe_size", raw.get("pipe_size", d.pipe_size), 4096, 1 << 20),
+        mptcp_rcvbuf=integer(host, "mptcp_rcvbuf", raw.get("mptcp_rcvbuf", d.mptcp_rcvbuf), 0, 1 << 30),
         drain_timeout_s=number(host, "drain_timeout_s", raw.get("drain_timeout_s", d.drain_timeout_s), 0, 3600),
     )
     if cfg.max_connections_per_client > cfg.max_connections:
@@ -455,6 +458,8 @@ class McpWorker:
         except InventoryError as exc:
             log.error("reload refused: %s", exc)
             return
+        if any(getattr(cfg, key) != getattr(self.cfg, key) for key in START_ONLY):
+            return  # the supervisor refused it and said why
         self.cfg = cfg
 
     def run(self, signals: WorkerSignals) -> int:
@@ -488,6 +493,7 @@ def listener(cfg: McpConfig) -> socket.socket:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # "::" takes IPv4 clients too
     with contextlib.suppress(OSError):
         s.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 4096)
+    set_rcvbuf(s, cfg.mptcp_rcvbuf)  # inherited by accepted sockets
     s.bind((cfg.listen, cfg.port))
     s.listen(4096)
     return s
@@ -555,9 +561,10 @@ def main(args: argparse.Namespace) -> int:
         except InventoryError as exc:
             log.error("reload refused: %s", exc)
             return False
-        if (new.listen, new.port) != (state["cfg"].listen, state["cfg"].port):
-            log.error("reload refused: %s: listen/port: change only with a restart (got [%s]:%d)", new.host, new.listen, new.port)
-            return False
+        for key in START_ONLY:
+            if getattr(new, key) != getattr(state["cfg"], key):
+                log.error("reload refused: %s: %s: changes only with a restart (got %r)", new.host, key, getattr(new, key))
+                return False
         try:
             set_subflow_limit(new)
         except Exception as exc:  # noqa: BLE001

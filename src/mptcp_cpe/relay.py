@@ -41,7 +41,8 @@ ERR = select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 # errnos that mean the peer is gone: the other side of the pair is reset.
 PEER_GONE = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.EHOSTUNREACH,
                        errno.ENETUNREACH, errno.ECONNABORTED, errno.ENOTCONN})
-BURST = 8  # splice rounds per event, then back to the loop so one flow cannot starve others
+BURST = 8
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # splice rounds per event, then back to the loop so one flow cannot starve others
 
 
 def abort(sock: socket.socket) -> None:
@@ -49,6 +50,21 @@ def abort(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+def set_rcvbuf(sock: socket.socket, octets: int) -> None:
+    """A fixed receive buffer for an MPTCP socket read by splice. Reading by splice does not
+    let MPTCP's receive-buffer autotuning grow the window; with two subflows reordering
+    into a small window the sender's data falls outside it (MPTcpExtNoDSSInWindow) and
+    waits for MPTCP-level retransmission: transfers stalled for seconds. SO_RCVBUFFORCE
+    (CAP_NET_ADMIN) passes net.core.rmem_max; without the capability, SO_RCVBUF."""
+    if not octets:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, octets)
+    except PermissionError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, octets)
 
 
 def raise_fd_limit() -> int:

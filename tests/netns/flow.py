@@ -3,6 +3,7 @@
     flow.py serve ADDR [ADDR...] --port P            until killed; one thread per connection
     flow.py get HOST PORT OCTETS [--seed S]          download; prints one JSON line
     flow.py put HOST PORT OCTETS [--seed S]          upload; prints one JSON line
+    flow.py who HOST PORT                             prints the address the server saw
 
 The client sends one line, ``GET n seed`` or ``PUT n seed``. The data is a pseudo-random
 stream from the seed, so both sides know the sha256 it must have: GET checks what arrived,
@@ -45,6 +46,9 @@ def _handle(conn: socket.socket) -> None:
         if len(line) != 3:
             return
         verb, n, seed = line[0], int(line[1]), int(line[2])
+        if verb == "WHO":  # who is asking: tells a converted connection from a forwarded one
+            conn.sendall(conn.getpeername()[0].encode() + b"\n")
+            return
         if verb == "GET":
             for block in stream(n, seed):
                 conn.sendall(block)
@@ -129,10 +133,23 @@ def main() -> int:
         c.add_argument("octets", type=int)
         c.add_argument("--seed", type=int, default=1)
         c.add_argument("--timeout", type=float, default=60)
+    w = sub.add_parser("who")
+    w.add_argument("host")
+    w.add_argument("port", type=int)
+    w.add_argument("--timeout", type=float, default=20)
     a = p.parse_args()
     if a.cmd == "serve":
         serve(a.addrs, a.port)
         return 0
+    if a.cmd == "who":
+        try:
+            s = socket.create_connection((a.host, a.port), timeout=a.timeout)
+            s.sendall(b"WHO 0 0\n")
+            print(s.makefile("rb").readline().decode().strip())
+            return 0
+        except OSError as exc:
+            print(f"error: {exc}")
+            return 1
     try:
         result = client(a.cmd.upper(), a.host, a.port, a.octets, a.seed, a.timeout)
     except OSError as exc:

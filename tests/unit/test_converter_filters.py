@@ -85,7 +85,7 @@ def test_converter_config_with_the_role_defaults():
         "host": HOST, "lan_interfaces": ["lan0"], "mcp_port": 5124, "listen_port": 5125, "mcps": [],
         "mcp_file": "/run/mptcp-cpe/mcp.json", "bypass": {"destinations": [], "ports": [], "sources": []},
         "connect_timeout_s": 3.0, "reply_timeout_s": 15.0, "retry_after_s": 30.0, "replay_limit": 65536,
-        "workers": 0, "pipe_size": 262144, "drain_timeout_s": 30.0, "fwmark": 8803, "route_table": 199,
+        "workers": 0, "pipe_size": 262144, "mptcp_rcvbuf": 4194304, "drain_timeout_s": 30.0, "fwmark": 8803, "route_table": 199,
         "rule_priority": 9000, "route_protocol": 202, "nft_table": "mptcp_cpe_converter",
     }
 
@@ -221,7 +221,7 @@ def test_mcp_config_with_the_role_defaults():
         "host": MCP_HOST, "listen": "::", "port": 5124, "clients": ["192.0.2.0/24", "2001:db8:0:1::/64"],
         "deny_destinations": [], "max_connections": 20000, "max_connections_per_client": 2000, "max_subflows": 8,
         "connect_timeout_s": 10.0, "handshake_timeout_s": 10.0, "cookie_syn_rate": 0, "retry_after_s": 30,
-        "workers": 0, "pipe_size": 262144, "drain_timeout_s": 30.0,
+        "workers": 0, "pipe_size": 262144, "mptcp_rcvbuf": 4194304, "drain_timeout_s": 30.0,
     }
 
 

@@ -1,0 +1,456 @@
+"""The converter and the MCP with real peers: four namespaces, the kernel's MPTCP, nftables.
+
+    tcv-lan (192.0.2.10) ── lan0 ── tcv-cpe ══ wan1 198.51.100.0/24 ══ tcv-isp ── srv0 ── tcv-srv
+                                            ══ wan2 203.0.113.0/24 ══  MCP 198.18.0.1   198.18.1.1
+
+The CPE has one routing table per WAN and an MPTCP subflow endpoint on wan2 (what wand
+would make); the isp routes the LAN back through wan1, so a connection that is not
+converted still works (the converter's direct fallback, or a bypassed flow). The test
+server says which address it saw: 198.18.1.254 (the MCP's) for a converted connection,
+198.51.100.2 (the CPE's) for a direct one, 192.0.2.10 (the LAN host's) for a bypassed one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from netlab import Procs, needs_root, sh, wait_for
+
+from mptcp_cpe import convert
+
+pytestmark = [pytest.mark.root, needs_root]
+
+NS = {n: f"tcv-{n}" for n in ("lan", "cpe", "isp", "srv")}
+FLOW = str(Path(__file__).with_name("flow.py"))
+MCP_ADDR, SERVER, SERVER6, PORT = "198.18.0.1", "198.18.1.1", "2001:db8:5::1", 8080
+MCP_SEEN, CPE_SEEN, LAN_SEEN = "198.18.1.254", "198.51.100.2", "192.0.2.10"
+BIN = str(Path(sys.executable).with_name("mptcp-cpe"))
+CUT_WAN1 = """table inet tcv_cut {
+  chain c { type filter hook prerouting priority -300; iifname "wan1" drop; }
+  chain o { type filter hook output priority -300; oifname "wan1" drop; }
+  chain f { type filter hook forward priority -300; oifname "wan1" drop; }
+}
+"""
+
+
+def topology() -> None:
+    for ns in NS.values():
+        sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "set", "lo", "up", ns=ns)
+    for dev, a, b in (("lan0", "lan", "cpe"), ("wan1", "cpe", "isp"), ("wan2", "cpe", "isp"), ("srv0", "isp", "srv")):
+        sh("ip", "link", "add", dev, "netns", NS[a], "type", "veth", "peer", "name", dev, "netns", NS[b])
+        sh("ip", "link", "set", dev, "up", ns=NS[a])
+        sh("ip", "link", "set", dev, "up", ns=NS[b])
+    script = {
+        "lan": ["addr add 192.0.2.10/24 dev lan0", "route add default via 192.0.2.1",
+                "addr add 2001:db8:1::10/64 dev lan0 nodad", "-6 route add default via 2001:db8:1::1"],
+        "cpe": ["addr add 192.0.2.1/24 dev lan0", "addr add 2001:db8:1::1/64 dev lan0 nodad",
+                "addr add 198.51.100.2/24 dev wan1", "addr add 203.0.113.2/24 dev wan2",
+                "addr add 2001:db8:a::2/64 dev wan1 nodad", "route add default via 198.51.100.1",
+                "-6 route add default via 2001:db8:a::1",
+                "route add default via 198.51.100.1 table 101", "rule add from 198.51.100.2 table 101 prio 100",
+                "route add default via 203.0.113.1 table 102", "rule add from 203.0.113.2 table 102 prio 101",
+                "mptcp limits set subflows 2 add_addr_accepted 2", "mptcp endpoint add 203.0.113.2 dev wan2 subflow"],
+        "isp": ["addr add 198.51.100.1/24 dev wan1", "addr add 203.0.113.1/24 dev wan2",
+                "addr add 2001:db8:a::1/64 dev wan1 nodad", f"addr add {MCP_ADDR}/32 dev lo",
+                "addr add 198.18.1.254/24 dev srv0", "addr add 2001:db8:5::254/64 dev srv0 nodad",
+                "route add 192.0.2.0/24 via 198.51.100.2", "-6 route add 2001:db8:1::/64 via 2001:db8:a::2"],
+        "srv": ["addr add 198.18.1.1/24 dev srv0", "route add default via 198.18.1.254",
+                "addr add 198.18.1.2/32 dev srv0", "addr add 198.18.1.3/32 dev srv0", "addr add 198.18.1.4/32 dev srv0",
+                "addr add 2001:db8:5::1/64 dev srv0 nodad", "-6 route add default via 2001:db8:5::254"],
+    }
+    sysctls = {"cpe": ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.mptcp.enabled=1",
+                       "net.ipv4.tcp_fastopen=3", "net.ipv4.conf.all.rp_filter=2"],
+               "isp": ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.mptcp.enabled=1",
+                       "net.ipv4.tcp_fastopen=3"]}
+    for name, lines in script.items():
+        for line in lines:
+            sh("ip", *line.split(), ns=NS[name])
+        for kv in sysctls.get(name, []):
+            sh("sysctl", "-qw", kv, ns=NS[name])
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    topology()
+    procs = Procs(tmp_path_factory.mktemp("tcv"))
+    try:
+        procs.start("server", sys.executable, FLOW, "serve", SERVER, SERVER6, "--port", str(PORT), ns=NS["srv"])
+        wait_for("the test server", lambda: "serving" in procs.log("server"), timeout=10)
+        yield procs
+    finally:
+        procs.close()
+        for ns in NS.values():
+            sh("ip", "netns", "del", ns, check=False)
+
+
+class Daemons:
+    """The MCP and the converter of one test, each with its own config file."""
+
+    def __init__(self, procs: Procs, tmp: Path):
+        self.procs, self.tmp = procs, tmp
+        self.running: dict[str, subprocess.Popen] = {}
+        self.configs: dict[str, dict] = {}
+        self.mcp_state = tmp / "mcp.json"
+
+    def mcp(self, **over) -> subprocess.Popen:
+        cfg = {"host": "isp", "clients": ["198.51.100.0/24", "203.0.113.0/24", "2001:db8:a::/64"],
+               "workers": 2, "drain_timeout_s": 5, **over}
+        return self._start("mcp", cfg, NS["isp"], lambda: "worker(s) running" in self.procs.log("mcp"))
+
+    def converter(self, **over) -> subprocess.Popen:
+        cfg = {"host": "cpe", "lan_interfaces": ["lan0"], "mcps": [[MCP_ADDR]], "mcp_file": str(self.mcp_state),
+               "workers": 2, "drain_timeout_s": 10, "connect_timeout_s": 1, **over}
+        return self._start("converter", cfg, NS["cpe"], lambda: "worker(s) running" in self.procs.log("converter"))
+
+    def write(self, name: str, cfg: dict) -> Path:
+        path = self.tmp / f"{name}.json"
+        path.write_text(json.dumps(cfg))
+        return path
+
+    def reload(self, name: str, **over) -> None:
+        """Rewrite the config with ``over`` changed and send SIGHUP."""
+        cfg = {**self.configs[name], **over}
+        self.write(name, cfg)
+        os.kill(self.running[name].pid, signal.SIGHUP)
+
+    def _start(self, name: str, cfg: dict, ns: str, ready) -> subprocess.Popen:
+        self.configs[name] = cfg
+        path = self.write(name, cfg)
+        proc = self.procs.start(name, BIN, name, "--config", str(path), "-v", ns=ns)
+        wait_for(f"{name} to run", lambda: proc.poll() is not None or ready(), timeout=15)
+        assert proc.poll() is None, self.procs.log(name)
+        self.running[name] = proc
+        return proc
+
+    def pids(self, name: str) -> list[int]:
+        """The supervisor and its workers."""
+        top = self.running[name].pid  # `ip netns exec` execs, so this is the daemon itself
+        children = Path(f"/proc/{top}/task/{top}/children").read_text().split()
+        return [top, *map(int, children)]
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> int:
+        return self.procs.stop(self.running.pop(name), sig=sig, timeout=30)
+
+    def close(self) -> None:
+        for name in list(self.running):
+            self.stop(name)
+
+
+@pytest.fixture
+def daemons(lab, tmp_path):
+    d = Daemons(lab, tmp_path)
+    try:
+        yield d
+    finally:
+        d.close()
+        # Whatever a test did to the WANs, the next one starts with both.
+        sh("nft", "delete", "table", "inet", "tcv_cut", ns=NS["isp"], check=False)
+        for dev in ("wan1", "wan2"):
+            sh("tc", "qdisc", "del", "dev", dev, "root", ns=NS["isp"], check=False)
+            sh("tc", "qdisc", "del", "dev", dev, "root", ns=NS["cpe"], check=False)
+
+
+def flow(*args: str, timeout: float = 60) -> dict:
+    proc = sh("timeout", str(timeout + 5), sys.executable, FLOW, *args, "--timeout", str(timeout), ns=NS["lan"], check=False)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise AssertionError(f"flow {args}: {proc.stdout} {proc.stderr}") from None
+
+
+def who(host: str = SERVER) -> str:
+    return sh(sys.executable, FLOW, "who", host, str(PORT), ns=NS["lan"], check=False).stdout.strip()
+
+
+def subflows_at_mcp() -> list[str]:
+    """The client ends of the MPTCP subflows the MCP holds (TCP sockets on its port)."""
+    out = sh("ss", "-tnH", "state", "established", "( sport = :5124 )", ns=NS["isp"]).stdout
+    return sorted(line.split()[-1].rsplit(":", 1)[0].removeprefix("[::ffff:").rstrip("]") for line in out.splitlines() if line.strip())
+
+
+def drop_in_isp(hook: str, match: str) -> None:
+    sh("nft", "-f", "-", ns=NS["isp"],
+       input=f"table inet tcv_cut {{\n  chain c {{ type filter hook {hook} priority -300; {match} drop; }}\n}}\n")
+
+
+def fd_count(pids: list[int]) -> int:
+    return sum(len(os.listdir(f"/proc/{p}/fd")) for p in pids)
+
+
+# ---------------------------------------------------------------- the tests
+
+def test_download_and_upload_through_the_mcp_on_two_subflows(daemons):
+    daemons.mcp()
+    daemons.converter()
+    assert who() == MCP_SEEN  # converted: the server sees the MCP
+    # Shape both WANs so the transfer lasts long enough to look at its subflows.
+    for dev in ("wan1", "wan2"):
+        sh("tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", "200mbit", "burst", "64kb", "latency", "50ms", ns=NS["isp"])
+    lan = subprocess.Popen(["ip", "netns", "exec", NS["lan"], sys.executable, FLOW, "get", SERVER, str(PORT), str(100 << 20),
+                            "--seed", "7"], stdout=subprocess.PIPE, text=True)
+    try:
+        seen = wait_for("two subflows at the MCP", lambda: (s := subflows_at_mcp()) and len(s) >= 2 and s, timeout=10)
+    finally:
+        out, _ = lan.communicate(timeout=60)
+    got = json.loads(out)
+    assert got["ok"], got
+    assert set(seen) == {"198.51.100.2", "203.0.113.2"}, seen  # one subflow per WAN
+    up = flow("put", SERVER, str(PORT), str(30 << 20), "--seed", "8")
+    assert up["ok"], up
+
+
+def test_ipv6_lan_connection_is_converted(daemons):
+    daemons.mcp()
+    daemons.converter()
+    got = flow("get", SERVER6, str(PORT), str(5 << 20))
+    assert got["ok"], got
+    assert who(SERVER6) == "2001:db8:5::254"  # the MCP's address towards the server
+
+
+def test_transfer_survives_a_wan_going_down(daemons):
+    daemons.mcp()
+    daemons.converter()
+    for dev in ("wan1", "wan2"):
+        sh("tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", "100mbit", "burst", "64kb", "latency", "50ms", ns=NS["isp"])
+    lan = subprocess.Popen(["ip", "netns", "exec", NS["lan"], sys.executable, FLOW, "get", SERVER, str(PORT), str(60 << 20),
+                            "--seed", "9"], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for("two subflows", lambda: len(subflows_at_mcp()) >= 2, timeout=10)
+        # wan1 carries the initial subflow: cut it silently, in both directions.
+        sh("nft", "-f", "-", ns=NS["isp"], input=CUT_WAN1)
+    finally:
+        out, _ = lan.communicate(timeout=90)
+    got = json.loads(out)
+    assert got["ok"], got
+
+
+def test_no_mcp_answering_means_direct_and_the_mcp_is_skipped(daemons):
+    # No MCP runs: 198.18.0.1 answers with RST; 198.18.0.99 is dropped (never answers).
+    drop_in_isp("prerouting", "ip daddr 198.18.0.99")
+    sh("ip", "addr", "add", "198.18.0.99/32", "dev", "lo", ns=NS["isp"], check=False)
+    daemons.converter(mcps=[["198.18.0.99"], [MCP_ADDR]], connect_timeout_s=1)
+    t0 = time.monotonic()
+    assert who() == CPE_SEEN  # direct, from the CPE's own WAN address
+    first = time.monotonic() - t0
+    t0 = time.monotonic()
+    got = flow("get", SERVER, str(PORT), str(2 << 20))
+    again = time.monotonic() - t0
+    assert got["ok"], got
+    assert first >= 0.9, first  # waited connect_timeout_s for the silent MCP
+    assert again < 0.9, again  # both MCPs held back now: straight to the destination
+    log = daemons.procs.log("converter")
+    assert "MCP 198.18.0.99: no answer; not used for 30 s" in log, log
+    assert f"MCP {MCP_ADDR}: Connection refused; not used for 30 s" in log, log
+
+
+def test_mcp_refusal_moves_on_and_is_remembered(daemons):
+    # The MCP refuses one destination (deny list): only that one goes direct.
+    daemons.mcp(deny_destinations=["198.18.1.1/32"])
+    daemons.converter()
+    assert who() == CPE_SEEN
+    assert "MCP 198.18.0.1 refuses this destination" in daemons.procs.log("converter")
+    assert who(SERVER6) == "2001:db8:5::254"  # another destination still goes through the MCP
+    daemons.stop("mcp")
+    daemons.stop("converter")
+    # The MCP refuses the CPE itself: after a few destinations it is left alone.
+    daemons.mcp(clients=["2001:db8:a::/64"])  # not the CPE's IPv4 WAN prefixes
+    daemons.converter(workers=1)  # each worker counts the refusals it saw
+    for host in ("198.18.1.2", "198.18.1.3", "198.18.1.4"):  # the server's, nothing listens there
+        code = (f"import socket; s=socket.socket(); s.settimeout(5)\n"
+                f"try: s.connect(({host!r},{PORT}))\nexcept OSError: pass\n")
+        sh(sys.executable, "-c", code, ns=NS["lan"], check=False)
+    assert "Error NOT_AUTHORIZED; not used for 300 s" in daemons.procs.log("converter")
+    assert "Not Authorized" in daemons.procs.log("mcp")
+    assert who() == CPE_SEEN
+
+
+def _convert_raw(*messages: bytes, src: str = "198.51.100.2") -> bytes | list[bytes]:
+    """Send each Convert message to the MCP on its own connection from the CPE namespace, one
+    after the other at once; what came back on each until EOF (one message: its reply)."""
+    code = ("import socket,sys\n"
+            "out=[]\n"
+            f"for m in {[m.hex() for m in messages]!r}:\n"
+            f"    s=socket.socket(socket.AF_INET,socket.SOCK_STREAM,262); s.bind(({src!r},0)); s.settimeout(10)\n"
+            f"    s.connect(({MCP_ADDR!r},5124)); s.sendall(bytes.fromhex(m)); s.shutdown(socket.SHUT_WR)\n"
+            "    d=b''\n"
+            "    while (b:=s.recv(4096)): d+=b\n"
+            "    out.append(d.hex()); s.close()\n"
+            "print(' '.join(out) if out else '')\n")
+    replies = [bytes.fromhex(h) for h in sh(sys.executable, "-c", code, ns=NS["cpe"]).stdout.split()]
+    replies += [b""] * (len(messages) - len(replies))
+    return replies[0] if len(messages) == 1 else replies
+
+
+def _error_of(reply: bytes) -> convert.Error:
+    tlvs, _ = convert.parse(reply)
+    return next(t for t in tlvs if isinstance(t, convert.Error))
+
+
+def test_mcp_answers_each_failure_with_its_error(daemons):
+    daemons.mcp(deny_destinations=["198.18.1.128/25"], connect_timeout_s=1)
+    E = convert.ErrorCode
+    # Nobody listens on port 9 of the server: RST → Connection Reset.
+    assert _error_of(_convert_raw(convert.connect_message(SERVER, 9))).code == E.CONNECTION_RESET
+    # A denied destination and hairpinning into the client prefixes: Not Authorized.
+    assert _error_of(_convert_raw(convert.connect_message("198.18.1.200", 80))).code == E.NOT_AUTHORIZED
+    assert _error_of(_convert_raw(convert.connect_message("203.0.113.7", 80))).code == E.NOT_AUTHORIZED
+    # A TCP option the MCP cannot carry: Unsupported TCP Option, naming its kind.
+    err = _error_of(_convert_raw(convert.connect_message(SERVER, PORT, tcp_options=bytes([30, 4, 0, 0]))))
+    assert err.code == E.UNSUPPORTED_TCP_OPTION and err.value[0] == 30
+    # A malformed message: Malformed Message echoing it after a zero octet.
+    bad = bytes([1, 2, 0x22, 0x63, 10, 9, 0, 0])
+    err = _error_of(_convert_raw(bad))
+    assert err.code == E.MALFORMED_MESSAGE and err.value[1:1 + len(bad)] == bad
+    # Version 2: Unsupported Version, naming version 1.
+    err = _error_of(_convert_raw(bytes([2, 1, 0x22, 0x63])))
+    assert err.code == E.UNSUPPORTED_VERSION and err.value[0] == 1
+    # Info: the supported extensions, not an error.
+    tlvs, _ = convert.parse(_convert_raw(convert.info_message()))
+    assert isinstance(tlvs[0], convert.SupportedTcpExtensions) and 8 in tlvs[0].kinds
+    # A destination that never answers: Destination Unreachable (host) after connect_timeout_s.
+    drop_in_isp("output", "ip daddr 198.18.1.77")
+    err = _error_of(_convert_raw(convert.connect_message("198.18.1.77", 80)))
+    assert err.code == E.DESTINATION_UNREACHABLE and err.value[0] == 1
+
+
+def test_mcp_refuses_clients_outside_its_prefixes(daemons):
+    daemons.mcp(clients=["203.0.113.0/24"])
+    err = _error_of(_convert_raw(convert.connect_message(SERVER, PORT), src="198.51.100.2"))
+    assert err.code == convert.ErrorCode.NOT_AUTHORIZED
+
+
+def test_mcp_connection_limit_per_client(daemons):
+    daemons.mcp(workers=1, max_connections_per_client=2, retry_after_s=7)
+    held = []
+    code = ("import socket,time\n"
+            "socks=[]\n"
+            "for i in range(2):\n"
+            f"    s=socket.socket(socket.AF_INET,socket.SOCK_STREAM,262); s.bind(('198.51.100.2',0)); s.connect(({MCP_ADDR!r},5124)); socks.append(s)\n"
+            "print('held', flush=True); time.sleep(20)\n")
+    holder = subprocess.Popen(["ip", "netns", "exec", NS["cpe"], sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    held.append(holder)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        time.sleep(0.3)
+        err = _error_of(_convert_raw(convert.connect_message(SERVER, PORT)))
+        assert err.code == convert.ErrorCode.RESOURCE_EXCEEDED and err.retry_after() == 7
+        # Another client address is not limited by the first one's connections.
+        other = _convert_raw(convert.connect_message(SERVER, 9), src="203.0.113.2")
+        assert _error_of(other).code == convert.ErrorCode.CONNECTION_RESET
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_cookie_challenge_is_answered(daemons):
+    daemons.mcp(workers=1, cookie_syn_rate=1)
+    daemons.converter(workers=1)
+    results = [who() for _ in range(6)]
+    assert results == [MCP_SEEN] * 6, results
+    assert "asks for a cookie" in daemons.procs.log("converter")
+    # More than one connection a second: a client without the cookie is challenged ...
+    replies = _convert_raw(*[convert.connect_message(SERVER, 9)] * 3)
+    err = _error_of(replies[-1])
+    assert err.code == convert.ErrorCode.MISSING_COOKIE
+    cookie = err.cookie().cookie
+    # ... gets through with it (to port 9, where the server answers RST), and not with a forged one.
+    with_cookie, forged = _convert_raw(convert.connect_message(SERVER, 9), convert.connect_message(SERVER, 9, cookie=cookie),
+                                       convert.connect_message(SERVER, 9, cookie=bytes(12)))[1:]
+    assert _error_of(with_cookie).code == convert.ErrorCode.CONNECTION_RESET
+    assert _error_of(forged).code == convert.ErrorCode.NOT_AUTHORIZED
+
+
+def test_mcps_learned_by_dhcp_apply_to_new_connections(daemons):
+    daemons.mcp()
+    daemons.converter(mcps=[])
+    assert who() == CPE_SEEN  # no MCP known: direct
+    daemons.mcp_state.write_text(json.dumps({"version": 1, "wans": {"wan1": {"v4": {"mcps": [[MCP_ADDR]]}}}}))
+    wait_for("the new MCP to be used", lambda: who() == MCP_SEEN, timeout=5)
+    daemons.mcp_state.write_text(json.dumps({"version": 1, "wans": {}}))
+    wait_for("the withdrawn MCP to be left", lambda: who() == CPE_SEEN, timeout=5)
+
+
+def test_bypass_is_never_converted(daemons):
+    daemons.mcp()
+    daemons.converter(bypass={"destinations": ["198.18.1.0/24"]})
+    assert who() == LAN_SEEN  # forwarded as it came
+    daemons.reload("converter", bypass={"ports": [PORT]})
+    wait_for("the reloaded bypass", lambda: "config reloaded" in daemons.procs.log("converter"), timeout=5)
+    assert who() == LAN_SEEN  # now by port
+    assert who(SERVER6) == "2001:db8:1::10"
+
+
+def test_bad_reload_is_refused_and_the_running_config_kept(daemons):
+    daemons.mcp()
+    daemons.converter()
+    daemons.reload("converter", bypass={"ports": [70000]})
+    wait_for("the refusal", lambda: "reload refused" in daemons.procs.log("converter"), timeout=5)
+    assert "cpe: bypass.ports[0]: must be an integer from 1 to 65535 (got 70000)" in daemons.procs.log("converter")
+    assert who() == MCP_SEEN
+    # A setting taken at start only is refused too, by name: the running rules stay.
+    daemons.reload("converter", fwmark=99)
+    wait_for("the second refusal", lambda: "cpe: fwmark: changes only with a restart (got 99)" in daemons.procs.log("converter"),
+             timeout=5)
+    assert who() == MCP_SEEN
+
+
+def test_churn_leaves_no_fds_behind(daemons):
+    daemons.mcp()
+    daemons.converter()
+    assert who() == MCP_SEEN
+    time.sleep(0.5)
+    conv, mcp = daemons.pids("converter"), daemons.pids("mcp")
+    before = fd_count(conv), fd_count(mcp)
+    code = ("import socket,concurrent.futures as cf\n"
+            "def one(i):\n"
+            f"    s=socket.create_connection(({SERVER!r},{PORT}),timeout=10); s.sendall(b'GET 1000 %d\\n' % i)\n"
+            "    n=0\n"
+            "    while (b:=s.recv(4096)): n+=len(b)\n"
+            "    s.close(); return n\n"
+            "with cf.ThreadPoolExecutor(32) as ex: print(sum(ex.map(one, range(600))))\n")
+    out = sh("timeout", "120", sys.executable, "-c", code, ns=NS["lan"]).stdout.strip()
+    assert out == str(600 * 1000)
+    wait_for("every relay to be closed", lambda: (fd_count(conv), fd_count(mcp)) == before, timeout=15)
+
+
+def test_sigterm_drains_live_connections_and_removes_interception(daemons):
+    daemons.mcp()
+    daemons.converter(drain_timeout_s=20)
+    for dev in ("wan1", "wan2"):
+        sh("tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", "50mbit", "burst", "32kb", "latency", "50ms", ns=NS["isp"])
+    lan = subprocess.Popen(["ip", "netns", "exec", NS["lan"], sys.executable, FLOW, "get", SERVER, str(PORT), str(20 << 20)],
+                           stdout=subprocess.PIPE, text=True)
+    wait_for("the transfer to be relayed", lambda: len(subflows_at_mcp()) >= 1, timeout=10)
+    proc = daemons.running["converter"]
+    os.kill(proc.pid, signal.SIGTERM)
+    # Interception stops at once: a new connection is forwarded as it came ...
+    wait_for("new connections to be forwarded", lambda: who() == LAN_SEEN, timeout=5)
+    # ... while the live one finishes through the converter.
+    out, _ = lan.communicate(timeout=60)
+    assert json.loads(out)["ok"]
+    assert proc.wait(30) == 0
+    daemons.running.pop("converter")
+    assert sh("nft", "list", "table", "inet", "mptcp_cpe_converter", ns=NS["cpe"], check=False).returncode != 0
+    rules = sh("ip", "rule", ns=NS["cpe"]).stdout + sh("ip", "-6", "rule", ns=NS["cpe"]).stdout
+    assert "lookup 199" not in rules, rules
+    assert sh("ip", "route", "show", "table", "199", ns=NS["cpe"], check=False).stdout.strip() == ""
+
+
+def test_restart_after_a_crash_converges(daemons):
+    daemons.mcp()
+    daemons.converter()
+    daemons.stop("converter", sig=signal.SIGKILL)  # nothing cleaned up
+    assert who() == LAN_SEEN  # TPROXY finds no listener: forwarded, never blackholed
+    daemons.converter()
+    assert who() == MCP_SEEN
+    rules = [r for r in sh("ip", "rule", ns=NS["cpe"]).stdout.splitlines() if "lookup 199" in r]
+    assert len(rules) == 1, rules
