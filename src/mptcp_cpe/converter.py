@@ -754,6 +754,7 @@ class ConverterWorker:
         for s in self.listeners:
             s.setblocking(False)
             self.loop.set(s.fileno(), IN, self._accept)
+        signals.watch(self.loop)
         deadline = None
 
         def done() -> bool:
@@ -865,8 +866,13 @@ def main(args: argparse.Namespace) -> int:
 
     # Interception stops first when draining: new LAN connections are forwarded directly
     # while the live ones finish (their packets still find their sockets).
-    sup = Supervisor("converter", n, work, reload, cfg.drain_timeout_s,
-                     on_drain=lambda: kernel.apply(state["cfg"], intercept=False), on_exit=on_exit)
+    def on_drain() -> None:
+        kernel.apply(state["cfg"], intercept=False)
+        for group in socks:  # the workers close theirs; the parent's copies would keep them listening
+            for s in group:
+                s.close()
+
+    sup = Supervisor("converter", n, work, reload, cfg.drain_timeout_s, on_drain=on_drain, on_exit=on_exit)
     for group in socks:
         for s in group:
             s.set_inheritable(False)

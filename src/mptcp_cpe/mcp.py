@@ -465,6 +465,7 @@ class McpWorker:
     def run(self, signals: WorkerSignals) -> int:
         self.listener.setblocking(False)
         self.loop.set(self.listener.fileno(), IN, self._accept)
+        signals.watch(self.loop)
         deadline = None
 
         def done() -> bool:
@@ -574,7 +575,13 @@ def main(args: argparse.Namespace) -> int:
         log.info("config reloaded")
         return True
 
-    return Supervisor("mcp", n, work, reload, cfg.drain_timeout_s).run()
+    def on_drain() -> None:
+        # The workers close their listeners; the parent's copies would keep them listening,
+        # and new clients would wait in a queue nobody accepts from.
+        for s in socks:
+            s.close()
+
+    return Supervisor("mcp", n, work, reload, cfg.drain_timeout_s, on_drain=on_drain).run()
 
 
 def _sysctl_has(path: str, bit: int) -> bool:

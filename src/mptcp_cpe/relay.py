@@ -425,6 +425,16 @@ class WorkerSignals:
         signal.signal(signal.SIGHUP, self._hup)
         signal.signal(signal.SIGTERM, self._term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+        # A signal wakes the loop's epoll at once (Python retries an interrupted poll).
+        self.rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wfd)
+
+    def watch(self, loop: Loop) -> None:
+        def drain_pipe(fd: int, ev: int) -> None:
+            with contextlib.suppress(BlockingIOError):
+                os.read(fd, 512)
+
+        loop.set(self.rfd, IN, drain_pipe)
 
     def _hup(self, signum, frame) -> None:
         self.reload = True

@@ -478,6 +478,23 @@ def test_sigterm_drains_live_connections_and_removes_interception(daemons):
     assert sh("ip", "route", "show", "table", "199", ns=NS["cpe"], check=False).stdout.strip() == ""
 
 
+def test_draining_mcp_refuses_new_clients_at_once(daemons):
+    daemons.mcp(drain_timeout_s=20)
+    daemons.converter()
+    holder = subprocess.Popen(["ip", "netns", "exec", NS["lan"], sys.executable, "-c",
+                               f"import socket,time; s=socket.create_connection(({SERVER!r},{PORT})); time.sleep(15)"])
+    try:
+        wait_for("a live relay at the MCP", lambda: len(subflows_at_mcp()) >= 1, timeout=10)
+        os.kill(daemons.running["mcp"].pid, signal.SIGTERM)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert who() == CPE_SEEN  # the MCP no longer listens: refused at once, the CPE goes direct
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_restart_after_a_crash_converges(daemons):
     daemons.mcp()
     daemons.converter()
