@@ -59,6 +59,9 @@ from .inventory import InventoryError
 from .relay import IN, OUT, Loop, Pair, Supervisor, WorkerSignals, abort, raise_fd_limit, set_rcvbuf, worker_count
 from .settings import (
     ConfigError,
+    add_daemon_parser,
+    load_or_say,
+    setup_logging,
     absolute_path,
     check_keys,
     config_host,
@@ -795,24 +798,14 @@ def listeners(cfg: ConverterConfig) -> list[socket.socket]:
 
 # ---------------------------------------------------------------- the command
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="mptcp-cpe converter[%(process)d]: %(levelname)s %(message)s")
-    # -v is for our own debug lines: pyroute2 and asyncio log every netlink message.
-    logging.getLogger("mptcp_cpe").setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
 def main(args: argparse.Namespace) -> int:
-    host = socket.gethostname()
-    try:
-        cfg = load(args.config, host)
-    except InventoryError as exc:
-        print(f"mptcp-cpe converter: {exc}", file=sys.stderr)
+    cfg = load_or_say("converter", load, args.config)
+    if cfg is None:
         return 1
     if args.check:
         print(f"{args.config}: LAN {', '.join(cfg.lan_interfaces)}, {len(cfg.mcps)} static MCP(s): OK")
         return 0
-    _logging(args.verbose)
+    setup_logging("converter", args.verbose)
     raise_fd_limit()
     n = worker_count(cfg.workers)
     try:
@@ -880,8 +873,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("converter", help="the CPE-side converter: LAN TCP to MPTCP via an MCP (RFC 8803)")
-    p.add_argument("--config", type=Path, required=True, help="JSON config (rendered by the role cpe_converter)")
-    p.add_argument("--check", action="store_true", help="check the config and exit")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.set_defaults(func=main)
+    add_daemon_parser(sub, "converter", "the CPE-side converter: LAN TCP to MPTCP via an MCP (RFC 8803)", "cpe_converter", main)

@@ -51,7 +51,18 @@ from typing import Any
 from . import convert
 from .inventory import InventoryError
 from .relay import IN, OUT, Loop, Pair, Supervisor, WorkerSignals, abort, raise_fd_limit, set_rcvbuf, worker_count
-from .settings import ConfigError, check_keys, config_host, integer, number, prefixes, read_config
+from .settings import (
+    ConfigError,
+    add_daemon_parser,
+    check_keys,
+    config_host,
+    integer,
+    load_or_say,
+    number,
+    prefixes,
+    read_config,
+    setup_logging,
+)
 
 log = logging.getLogger(__name__)
 
@@ -515,24 +526,14 @@ def set_subflow_limit(cfg: McpConfig) -> None:
         m.close()
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="mptcp-cpe mcp[%(process)d]: %(levelname)s %(message)s")
-    # -v is for our own debug lines: pyroute2 and asyncio log every netlink message.
-    logging.getLogger("mptcp_cpe").setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
 def main(args: argparse.Namespace) -> int:
-    host = socket.gethostname()
-    try:
-        cfg = load(args.config, host)
-    except InventoryError as exc:
-        print(f"mptcp-cpe mcp: {exc}", file=sys.stderr)
+    cfg = load_or_say("mcp", load, args.config)
+    if cfg is None:
         return 1
     if args.check:
         print(f"{args.config}: {len(cfg.clients)} client prefix(es), port {cfg.port}: OK")
         return 0
-    _logging(args.verbose)
+    setup_logging("mcp", args.verbose)
     raise_fd_limit()
     n = worker_count(cfg.workers)
     try:
@@ -592,8 +593,4 @@ def _sysctl_has(path: str, bit: int) -> bool:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("mcp", help="the network-side converter (MCP, RFC 8803): MPTCP in, TCP out")
-    p.add_argument("--config", type=Path, required=True, help="JSON config (rendered by the role mcp_converter)")
-    p.add_argument("--check", action="store_true", help="check the config and exit")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.set_defaults(func=main)
+    add_daemon_parser(sub, "mcp", "the network-side converter (MCP, RFC 8803): MPTCP in, TCP out", "mcp_converter", main)

@@ -3,9 +3,14 @@ whole with one line naming the host, the field and the value (InventoryError's s
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import json
+import logging
 import re
+import socket
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +115,33 @@ def read_config(path: Path, host: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise ConfigError(host, str(path), f"not JSON: {exc}", show_value=False) from None
+
+
+def setup_logging(daemon: str, verbose: bool) -> None:
+    """One line per record on stderr (journald adds the time), named after the daemon and
+    its process (the converters run workers). -v is for mptcp_cpe's own debug lines:
+    pyroute2 and asyncio would log every netlink message."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"mptcp-cpe {daemon}[%(process)d]: %(levelname)s %(message)s")
+    logging.getLogger("mptcp_cpe").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def load_or_say(daemon: str, loader: Callable[[Path, str], Any], path: Path) -> Any | None:
+    """The checked config, or None after one line on stderr naming host, field and value."""
+    try:
+        return loader(path, socket.gethostname())
+    except InventoryError as exc:
+        print(f"mptcp-cpe {daemon}: {exc}", file=sys.stderr)
+        return None
+
+
+def add_daemon_parser(sub: argparse._SubParsersAction, daemon: str, summary: str, role: str,
+                      main: Callable[[argparse.Namespace], int]) -> None:
+    p = sub.add_parser(daemon, help=summary)
+    p.add_argument("--config", type=Path, required=True, help=f"JSON config (rendered by the role {role})")
+    p.add_argument("--check", action="store_true", help="check the config and exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=main)
 
 
 def config_host(raw: Any, host: str) -> str:

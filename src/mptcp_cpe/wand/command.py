@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import socket
 import sys
 from pathlib import Path
 
 from ..dhcp_hook import MCP_STATE
-from ..inventory import InventoryError
+from ..settings import add_daemon_parser, load_or_say
 from ..statefile import RUN_DIR, StateFileError, read_json
 from . import config as wand_config
 
@@ -22,11 +21,8 @@ def _logging(verbose: bool) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    host = socket.gethostname()
-    try:
-        cfg = wand_config.load(args.config, host)
-    except InventoryError as exc:
-        print(f"mptcp-cpe wand: {exc}", file=sys.stderr)
+    cfg = load_or_say("wand", wand_config.load, args.config)
+    if cfg is None:
         return 1
     if args.check:
         print(f"{args.config}: {len(cfg.wans)} WANs, policy {cfg.policy}: OK")
@@ -47,11 +43,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("wand", help="the multi-WAN daemon: tables, rules, NAT, MPTCP endpoints, health")
-    p.add_argument("--config", type=Path, required=True, help="JSON config (rendered by the role cpe_multiwan)")
-    p.add_argument("--check", action="store_true", help="check the config and exit")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.set_defaults(func=main)
+    add_daemon_parser(sub, "wand", "the multi-WAN daemon: tables, rules, NAT, MPTCP endpoints, health", "cpe_multiwan", main)
 
 
 # --- mptcp-cpe status ---

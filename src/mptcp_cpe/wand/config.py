@@ -18,8 +18,6 @@ Every key but ``wans`` has the default shown. A WAN without ``table`` gets
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,34 +26,25 @@ from ..inventory import (
     MAX_WANS,
     RESERVED_TABLES,
     TABLE_RANGE,
-    InventoryError,
     Wan,
     _int,
     _keys,
     parse_table,
     parse_wans,
 )
+from ..settings import ConfigError, nft_name, number, read_config, route_protocol
 from ..statefile import RUN_DIR
 
 POLICIES = ("balance", "failover")
-# Route protocol numbers that belong to the kernel or to well-known routing daemons
-# (/etc/iproute2/rt_protos): wand must never mistake their routes or rules for its own.
-FOREIGN_PROTOCOLS = frozenset({0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 42, 99,
-                               168, 186, 187, 188, 189, 192})
 # wand's rules occupy [rule_priority, rule_priority + RULE_BAND), below the main table's 32766.
 RULE_BAND = 100
 MAIN_RULE_PRIORITY = 32766
 # Each WAN may have an IPv4 and an IPv6 endpoint: ids endpoint_id_base .. + 2 * MAX_WANS - 1.
 ENDPOINT_IDS = 2 * MAX_WANS
-NFT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 
 TOP_KEYS = frozenset({"host", "policy", "probe", "route_protocol", "rule_priority", "default_table",
                       "table_base", "endpoint_id_base", "nft_table", "state_file", "wans"})
 PROBE_KEYS = frozenset({"interval_s", "timeout_s", "down_count", "up_count"})
-
-
-class ConfigError(InventoryError):
-    """A wand config that cannot be used (same message shape as an inventory error)."""
 
 
 @dataclass(frozen=True)
@@ -99,12 +88,6 @@ class WandConfig:
         }
 
 
-def _number(host: str, field: str, value: Any, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ConfigError(host, field, f"must be a number from {lo} to {hi}", value)
-    return float(value)
-
-
 def _probe_settings(host: str, raw: Any) -> ProbeSettings:
     if not isinstance(raw, dict):
         raise ConfigError(host, "probe", "must be a mapping with interval_s, timeout_s, down_count, up_count", raw)
@@ -112,8 +95,8 @@ def _probe_settings(host: str, raw: Any) -> ProbeSettings:
     if unknown:
         raise ConfigError(host, "probe", f"unknown keys {_keys(unknown)}; allowed: {sorted(PROBE_KEYS)}", show_value=False)
     d = ProbeSettings()
-    interval = _number(host, "probe.interval_s", raw.get("interval_s", d.interval_s), 0.1, 3600)
-    timeout = _number(host, "probe.timeout_s", raw.get("timeout_s", min(d.timeout_s, interval)), 0.05, 3600)
+    interval = number(host, "probe.interval_s", raw.get("interval_s", d.interval_s), 0.1, 3600)
+    timeout = number(host, "probe.timeout_s", raw.get("timeout_s", min(d.timeout_s, interval)), 0.05, 3600)
     if timeout > interval:
         raise ConfigError(host, "probe.timeout_s", f"longer than probe.interval_s ({interval:g})", raw.get("timeout_s"))
     return ProbeSettings(
@@ -137,16 +120,12 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
     policy = raw.get("policy", d.policy)
     if policy not in POLICIES:
         raise ConfigError(host, "policy", f"must be one of {', '.join(POLICIES)}", policy)
-    proto = _int(host, "route_protocol", raw.get("route_protocol", d.route_protocol), 1, 255)
-    if proto in FOREIGN_PROTOCOLS:
-        raise ConfigError(host, "route_protocol", "belongs to the kernel or a routing daemon (see /etc/iproute2/rt_protos)", proto)
+    proto = route_protocol(host, "route_protocol", raw.get("route_protocol", d.route_protocol))
     prio = _int(host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1, MAIN_RULE_PRIORITY - RULE_BAND)
     table_base = _int(host, "table_base", raw.get("table_base", d.table_base), 1, TABLE_RANGE[1] - MAX_WANS - 1)
     default_table = parse_table(host, "default_table", raw.get("default_table", d.default_table))
     id_base = _int(host, "endpoint_id_base", raw.get("endpoint_id_base", d.endpoint_id_base), 1, 255 - ENDPOINT_IDS + 1)
-    nft_table = raw.get("nft_table", d.nft_table)
-    if not isinstance(nft_table, str) or NFT_NAME.fullmatch(nft_table) is None:
-        raise ConfigError(host, "nft_table", "must be 1-32 letters, digits and _, not starting with a digit", nft_table)
+    nft_table = nft_name(host, "nft_table", raw.get("nft_table", d.nft_table))
     state_file = raw.get("state_file", str(d.state_file))
     if not isinstance(state_file, str) or not state_file.startswith("/"):
         raise ConfigError(host, "state_file", "must be an absolute path", state_file)
@@ -189,12 +168,4 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
 
 
 def load(path: Path, host: str = "localhost") -> WandConfig:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(host, str(path), f"cannot read: {exc.strerror}", show_value=False) from None
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(host, str(path), f"not JSON: {exc}", show_value=False) from None
-    return from_dict(raw, host)
+    return from_dict(read_config(path, host), host)
