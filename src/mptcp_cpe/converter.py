@@ -667,7 +667,7 @@ class Conversion:
             self.timer.cancel()
             self.timer = None
         if self.up is not None:
-            self.loop.forget(self.up.fileno())
+            self.loop.forget(self.up.fileno(), closing=True)
             abort(self.up)
             self.up = None
 
@@ -675,7 +675,7 @@ class Conversion:
         self.finished = True
         if self.timer:
             self.timer.cancel()
-        self.loop.forget(self.lan.fileno())
+        self.loop.forget(self.lan.fileno(), closing=True)
         abort(self.lan)
         self.w.done(self)
 
@@ -692,15 +692,15 @@ class Conversion:
             self.timer.cancel()
         self.finished = True
         up, self.up = self.up, None
-        self.loop.forget(up.fileno())
-        self.loop.forget(self.lan.fileno())
         self.w.done(self)
         try:
+            # Both fds stay registered: the relay takes their epoll entries over.
             self.w.relay(self.lan, up, to_up, to_lan)
         except OSError as exc:
             log.warning("%r: cannot relay: %s", self, exc)
-            abort(self.lan)
-            abort(up)
+            for sock in (self.lan, up):
+                self.loop.forget(sock.fileno(), closing=True)
+                abort(sock)
 
 
 # ---------------------------------------------------------------- a worker process

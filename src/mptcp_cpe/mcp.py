@@ -319,15 +319,15 @@ class Session:
             self._connect_failed(err)
             return
         self.timer.cancel()
-        self.loop.forget(self.client.fileno())
-        self.loop.forget(self.server.fileno())
         self.done = True
         self.w.stats["converted"] += 1
         server, self.server = self.server, None
         try:
+            # Both fds stay registered: the relay takes their epoll entries over.
             self.w.relay(self, server, head_to_server=bytes(self.buf), head_to_client=convert.build([]))
         except OSError as exc:
             log.warning("%r: cannot relay: %s", self, exc)
+            self.loop.forget(server.fileno(), closing=True)
             abort(server)
             self._end(reset=True)
 
@@ -337,7 +337,7 @@ class Session:
         log.info("%r: %s", self, os.strerror(err))
         self.w.stats["failed"] += 1
         if self.server is not None:
-            self.loop.forget(self.server.fileno())
+            self.loop.forget(self.server.fileno(), closing=True)
             abort(self.server)
             self.server = None
         self._refuse(connect_error(err))
@@ -375,7 +375,7 @@ class Session:
     def _end(self, reset: bool = False) -> None:
         self.timer.cancel()
         self.done = True
-        self.loop.forget(self.client.fileno())
+        self.loop.forget(self.client.fileno(), closing=True)
         if reset:
             abort(self.client)
         else:

@@ -42,6 +42,7 @@ ERR = select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 PEER_GONE = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.EHOSTUNREACH,
                        errno.ENETUNREACH, errno.ECONNABORTED, errno.ENOTCONN})
 BURST = 8
+PIPE_POOL = 128  # empty pipes a worker keeps: two pipe2 and two fcntl less per connection
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # splice rounds per event, then back to the loop so one flow cannot starve others
 
 
@@ -95,6 +96,7 @@ class Loop:
         self.timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self.stopping = False
+        self.pipes: list[tuple[int, int]] = []  # empty pipes kept for the next relays
 
     def set(self, fd: int, mask: int, handler: Callable[[int, int], None]) -> None:
         """Watch ``fd`` for ``mask`` (0: watch nothing but keep it known)."""
@@ -106,11 +108,31 @@ class Loop:
             self.ep.modify(fd, mask)
         self.masks[fd] = mask
 
-    def forget(self, fd: int) -> None:
-        if self.masks.pop(fd, None) is not None:
+    def forget(self, fd: int, closing: bool = False) -> None:
+        """Stop watching ``fd``. ``closing``: it is closed right after, which removes it
+        from the epoll set by itself (no dup of it exists): no syscall."""
+        if self.masks.pop(fd, None) is not None and not closing:
             with contextlib.suppress(OSError, ValueError):
                 self.ep.unregister(fd)
         self.handlers.pop(fd, None)
+
+    def pipe(self, size: int) -> tuple[int, int]:
+        """An empty non-blocking pipe, from the pool when one is there."""
+        if self.pipes:
+            return self.pipes.pop()
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(wfd, F_SETPIPE_SZ, size)
+        return rfd, wfd
+
+    def give_back(self, pipe: tuple[int, int], empty: bool) -> None:
+        """A pipe a relay is done with: kept for the next one when it is empty, else closed."""
+        if empty and len(self.pipes) < PIPE_POOL:
+            self.pipes.append(pipe)
+            return
+        for fd in pipe:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def later(self, delay: float, fn: Callable[[], None]) -> Timer:
         t = Timer(time.monotonic() + delay, fn)
@@ -148,17 +170,20 @@ class Loop:
 
     def close(self) -> None:
         self.ep.close()
+        for pipe in self.pipes:
+            for fd in pipe:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.pipes.clear()
 
 
 class _Direction:
     __slots__ = ("src", "dst", "rfd", "wfd", "pending", "eof", "done", "sent", "head")
 
-    def __init__(self, src: socket.socket, dst: socket.socket, pipe_size: int, head: bytes = b""):
+    def __init__(self, src: socket.socket, dst: socket.socket, pipe: tuple[int, int], head: bytes = b""):
         self.src, self.dst = src, dst
         self.head = head  # octets to send before what is spliced (read before the relay began)
-        self.rfd, self.wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self.wfd, F_SETPIPE_SZ, pipe_size)
+        self.rfd, self.wfd = pipe
         self.pending = 0  # octets in the pipe, not yet in dst
         self.eof = False  # src said EOF
         self.done = False  # EOF passed on to dst (SHUT_WR)
@@ -199,10 +224,8 @@ class _Direction:
             else:
                 self.pending += n
 
-    def close(self) -> None:
-        for fd in (self.rfd, self.wfd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    def close(self, loop: Loop) -> None:
+        loop.give_back((self.rfd, self.wfd), empty=not self.pending)
 
 
 class Pair:
@@ -217,13 +240,14 @@ class Pair:
         self.chunk = pipe_size
         self.on_close = on_close
         self.closed = False
-        a.setblocking(False)
-        b.setblocking(False)
-        self.ab = _Direction(a, b, pipe_size, head_ab)
+        for sock in (a, b):
+            if sock.gettimeout() != 0.0:
+                sock.setblocking(False)
+        self.ab = _Direction(a, b, loop.pipe(pipe_size), head_ab)
         try:
-            self.ba = _Direction(b, a, pipe_size, head_ba)
+            self.ba = _Direction(b, a, loop.pipe(pipe_size), head_ba)
         except OSError:
-            self.ab.close()
+            self.ab.close(loop)
             raise
         self._event(-1, 0)
 
@@ -278,9 +302,9 @@ class Pair:
             return
         self.closed = True
         for sock in (self.a, self.b):
-            self.loop.forget(sock.fileno())
-        self.ab.close()
-        self.ba.close()
+            self.loop.forget(sock.fileno(), closing=True)
+        self.ab.close(self.loop)
+        self.ba.close(self.loop)
         if reason == "reset":
             abort(self.a)
             abort(self.b)

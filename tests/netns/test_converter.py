@@ -12,6 +12,7 @@ server says which address it saw: 198.18.1.254 (the MCP's) for a converted conne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ import pytest
 from netlab import Procs, needs_root, sh, wait_for
 
 from mptcp_cpe import convert
+from mptcp_cpe.relay import PIPE_POOL
 
 pytestmark = [pytest.mark.root, needs_root]
 
@@ -191,8 +193,14 @@ def rss_kb(pids: list[int]) -> int:
     return total
 
 
-def fd_count(pids: list[int]) -> int:
-    return sum(len(os.listdir(f"/proc/{p}/fd")) for p in pids)
+def fd_count(pids: list[int], kind: str = "socket") -> int:
+    """Open fds of ``kind`` ("socket", "pipe") in these processes."""
+    total = 0
+    for p in pids:
+        for fd in os.listdir(f"/proc/{p}/fd"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.readlink(f"/proc/{p}/fd/{fd}").startswith(f"{kind}:")
+    return total
 
 
 # ---------------------------------------------------------------- the tests
@@ -451,6 +459,9 @@ def test_churn_leaves_no_fds_behind(daemons):
         assert out == str(600 * 1000)
         wait_for("every relay to be closed", lambda: (fd_count(conv), fd_count(mcp)) == before, timeout=15)
         rss.append(rss_kb(conv) + rss_kb(mcp))
+        # Empty pipes are kept for the next relays, at most PIPE_POOL per worker.
+        for pids in (conv, mcp):
+            assert fd_count(pids, "pipe") <= 2 * PIPE_POOL * (len(pids) - 1) + 2 * len(pids)
     # The first round warms the allocator up; the next ones must not keep growing.
     assert rss[2] - rss[1] < 2048, rss
 
