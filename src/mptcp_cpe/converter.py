@@ -13,7 +13,10 @@ TPROXY rule finds no listener and the packets are forwarded as usual.
 MCPs: the lists in ``mcp.json`` (learned by DHCP on the WANs), then the static ones of the
 config; each MCP's addresses in order. An MCP address that does not answer within
 ``connect_timeout_s``, closes before answering or answers with an Error about itself is
-skipped for ``retry_after_s`` (or the delay its Error names). The file is looked at again
+skipped for ``retry_after_s`` (or the delay its Error names). ``connect_timeout_s`` is
+also what a LAN connection waits for MCPs in all: silent MCP addresses after the first
+are left to later connections, so an MCP outage costs one connection that long, not that
+long per address. The file is looked at again
 at most once a second, when a connection starts: a change applies to new connections,
 live ones go on. Data the LAN client sends before the MCP's answer is kept (up to
 ``replay_limit`` octets; reading pauses there), so a connection can move to the next MCP,
@@ -435,6 +438,7 @@ class Conversion:
         self.finished = False
         self.tried: list[str] = []
         self.candidates = iter(worker.book.addresses())
+        self.budget_end = time.monotonic() + worker.cfg.connect_timeout_s  # for MCPs that do not answer
         self._next()
 
     def __repr__(self) -> str:
@@ -442,6 +446,9 @@ class Conversion:
 
     # -- choosing where to go
     def _next(self) -> None:
+        if time.monotonic() >= self.budget_end:
+            self._connect_direct()
+            return
         for address in self.candidates:
             if self.w.book.usable_for(address, self.dst[0]):
                 self._connect_mcp(address)
@@ -474,7 +481,13 @@ class Conversion:
             return
         if err == 0:
             self._flush()  # TCP_FASTOPEN_CONNECT: this send carries the SYN (and the data if there is a cookie)
-        self._timer(self.w.cfg.connect_timeout_s, lambda: self._mcp_failed("no answer", timeout=True))
+        left = self.budget_end - time.monotonic()
+        if left >= 0.9 * self.w.cfg.connect_timeout_s:
+            self._timer(left, lambda: self._mcp_failed("no answer", timeout=True))
+        else:
+            # What is left of this connection's wait is too short to judge the MCP: go direct,
+            # and let a later connection give this address its full connect_timeout_s.
+            self._timer(max(0.05, left), self._budget_spent)
         self._watch()
 
     def _connect_direct(self) -> None:
@@ -656,6 +669,12 @@ class Conversion:
         self.w.book.hold(self.address, hold if hold is not None else self.w.cfg.retry_after_s, why)
         self._close_up()
         self._next()
+
+    def _budget_spent(self) -> None:
+        if self.finished or self.connected:
+            return
+        self._close_up()
+        self._connect_direct()
 
     def _direct_failed(self, why: str) -> None:
         log.info("%r: direct: %s", self, why)

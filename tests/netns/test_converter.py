@@ -288,6 +288,21 @@ def test_no_mcp_answering_means_direct_and_the_mcp_is_skipped(daemons):
     assert f"MCP {MCP_ADDR}: Connection refused; not used for 30 s" in log, log
 
 
+def test_a_lan_connection_waits_for_mcps_once_not_per_address(daemons):
+    drop_in_isp("prerouting", "ip daddr { 198.18.0.97, 198.18.0.98, 198.18.0.99 }")
+    daemons.converter(mcps=[["198.18.0.97", "198.18.0.98"], ["198.18.0.99"]], connect_timeout_s=1, workers=1)
+    times = []
+    for _ in range(4):
+        t0 = time.monotonic()
+        assert who() == CPE_SEEN
+        times.append(time.monotonic() - t0)
+    # Each silent address costs one connection connect_timeout_s, then is held back.
+    assert all(0.9 <= t < 1.6 for t in times[:3]), times
+    assert times[3] < 0.5, times
+    log = daemons.procs.log("converter")
+    assert all(f"MCP 198.18.0.{n}: no answer; not used for 30 s" in log for n in (97, 98, 99)), log
+
+
 def test_mcp_refusal_moves_on_and_is_remembered(daemons):
     # The MCP refuses one destination (deny list): only that one goes direct.
     daemons.mcp(deny_destinations=["198.18.1.1/32"])
