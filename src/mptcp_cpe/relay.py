@@ -243,6 +243,10 @@ class Pair:
         for sock in (a, b):
             if sock.gettimeout() != 0.0:
                 sock.setblocking(False)
+            # A relay passes on writes as they come; Nagle would hold a small one (the MCP's
+            # Convert answer, then the first relayed bytes) for the peer's ACK: a round trip.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.ab = _Direction(a, b, loop.pipe(pipe_size), head_ab)
         try:
             self.ba = _Direction(b, a, loop.pipe(pipe_size), head_ba)
