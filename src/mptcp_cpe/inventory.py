@@ -50,6 +50,16 @@ def _keys(keys) -> list[str]:
     return sorted(repr(k) if not isinstance(k, str) else k for k in keys)
 
 
+def only_keys(host: str, field: str, raw: dict, allowed: frozenset, *, error: type[InventoryError] | None = None,
+              hint: str | None = None, show_value: bool = False) -> None:
+    """Refuse a mapping with keys outside ``allowed``, naming them and what is allowed
+    (``hint`` says it in words); ``show_value`` adds the whole mapping (small ones)."""
+    unknown = set(raw) - allowed
+    if unknown:
+        problem = f"unknown keys {_keys(unknown)}; {hint or f'allowed: {sorted(allowed)}'}"
+        raise (error or InventoryError)(host, field, problem, raw, show_value=show_value)
+
+
 @dataclass(frozen=True)
 class StaticAddress:
     """A static interface address with its gateway (which must lie inside its prefix)."""
@@ -115,9 +125,8 @@ class Wan:
 
 
 def _static(host: str, field: str, value: dict, version: int) -> StaticAddress:
-    unknown = set(value) - {"address", "gateway"}
-    if unknown:
-        raise InventoryError(host, field, f"unknown keys {_keys(unknown)}; a static address has address and gateway", value)
+    only_keys(host, field, value, frozenset({"address", "gateway"}), hint="a static address has address and gateway",
+              show_value=True)
     for key in ("address", "gateway"):
         if key not in value:
             raise InventoryError(host, f"{field}.{key}", "missing", show_value=False)
@@ -189,9 +198,7 @@ def parse_table(host: str, field: str, value: Any) -> int:
 def _probe(host: str, field: str, raw: Any, ipv4: Any, ipv6: Any) -> Probe:
     if not isinstance(raw, dict):
         raise InventoryError(host, field, "must be a mapping with kind and target (and port for tcp)", raw)
-    unknown = set(raw) - PROBE_KEYS
-    if unknown:
-        raise InventoryError(host, field, f"unknown keys {_keys(unknown)}; allowed: {sorted(PROBE_KEYS)}", show_value=False)
+    only_keys(host, field, raw, PROBE_KEYS)
     kind = raw.get("kind", "icmp")
     if kind not in PROBE_KINDS:
         raise InventoryError(host, f"{field}.kind", f"must be one of {', '.join(PROBE_KINDS)}", kind)
@@ -232,9 +239,7 @@ def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
         raise InventoryError(host, where, "must be a mapping with name, device, kind, ipv4 ...", raw)
     if isinstance(raw.get("name"), str):
         where = f"{field}[{index}] ({raw['name']})"
-    unknown = set(raw) - WAN_KEYS
-    if unknown:
-        raise InventoryError(host, where, f"unknown keys {_keys(unknown)}; allowed: {sorted(WAN_KEYS)}", show_value=False)
+    only_keys(host, where, raw, WAN_KEYS)
     for key in ("name", "device", "kind"):
         if key not in raw:
             raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)

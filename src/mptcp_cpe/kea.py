@@ -12,7 +12,7 @@ import ipaddress
 import re
 from typing import Any
 
-from .inventory import InventoryError, _int, _keys, is_ifname, option_code
+from .inventory import InventoryError, _int, is_ifname, only_keys, option_code
 
 HOOK_NAME = "libdhcp_mptcp.so"
 CLASS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -90,9 +90,7 @@ def subnets(host: str, field: str, raw: Any, family: int) -> list[dict]:
         if not isinstance(s, dict):
             raise InventoryError(host, where, "must be a mapping with id, subnet, interface, pool", s)
         allowed = SUBNET_KEYS if family == 4 else SUBNET_KEYS - {"router"}  # v6 routers come from RAs
-        unknown = set(s) - allowed
-        if unknown:
-            raise InventoryError(host, where, f"unknown keys {_keys(unknown)}; allowed: {sorted(allowed)}", show_value=False)
+        only_keys(host, where, s, allowed)
         for key in ("id", "subnet", "pool"):
             if key not in s:
                 raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
@@ -136,9 +134,7 @@ def classes(host: str, field: str, raw: Any, family: int) -> list[dict]:
         where = f"{field}[{i}]"
         if not isinstance(c, dict):
             raise InventoryError(host, where, "must be a mapping with name, test, mcps", c)
-        unknown = set(c) - CLASS_KEYS
-        if unknown:
-            raise InventoryError(host, where, f"unknown keys {_keys(unknown)}; allowed: {sorted(CLASS_KEYS)}", show_value=False)
+        only_keys(host, where, c, CLASS_KEYS)
         for key in CLASS_KEYS:
             if key not in c:
                 raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)

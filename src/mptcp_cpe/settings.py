@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .inventory import InventoryError, _int, _keys, is_ifname
+from .inventory import InventoryError, _int, is_ifname, only_keys
 
 NFT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 # Route protocol numbers of the kernel and well-known routing daemons (/etc/iproute2/rt_protos).
@@ -37,9 +37,7 @@ def number(host: str, field: str, value: Any, lo: float, hi: float) -> float:
 def check_keys(host: str, field: str, raw: Any, allowed: frozenset[str]) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(host, field, f"must be a mapping (keys: {', '.join(sorted(allowed))})", raw)
-    unknown = set(raw) - allowed
-    if unknown:
-        raise ConfigError(host, field, f"unknown keys {_keys(unknown)}; allowed: {sorted(allowed)}", show_value=False)
+    only_keys(host, field, raw, allowed, error=ConfigError)
     return raw
 
 
