@@ -11,12 +11,20 @@ sends on whatever the client had already sent, and relays both ways with splice.
 failure it answers with the Error TLV for what happened and closes (FIN, never RST at
 once, so the Error reaches the client).
 
-Limits: ``max_connections`` and ``max_connections_per_client`` (each worker enforces its
-share, the kernel spreading connections over workers) answer Resource Exceeded with
-``retry_after_s``; ``max_subflows`` is the kernel's per-connection subflow limit, set at
-start. When more than ``cookie_syn_rate`` connections a second arrive (per worker's
-share), a connection without a valid Cookie TLV gets Missing Cookie with a cookie bound to
-the client's address, valid two minutes.
+Limits: ``max_connections`` and ``max_connections_per_client`` answer Resource Exceeded
+with ``retry_after_s``. They hold across all workers: a ClientTable shared by them counts
+each client address's connections per worker, plus each worker's total (refusals still
+lingering count in the total, not in their client's count). A worker reads the others'
+counts without waiting for them, so a limit may be passed by as many connections as other
+workers accept in the same instant. The table is sized at start for ``max_connections``
+(a reload does not resize it: past the addresses it was sized for, a new client address
+may get Resource Exceeded until a restart, and the reload says so); a full table refuses
+the new address with Resource Exceeded and a log line naming it. Should the table's lock
+not be had within 0.2 s, a client new to the worker is held to the worker's share of
+``max_connections_per_client`` instead. ``max_subflows`` is the kernel's per-connection
+subflow limit, set at start. When more than ``cookie_syn_rate`` connections a second
+arrive (per worker's share), a connection without a valid Cookie TLV gets Missing Cookie
+with a cookie bound to the client's address, valid two minutes.
 
 ::
 
@@ -35,11 +43,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import fcntl
 import hashlib
 import hmac
 import ipaddress
 import logging
 import math
+import mmap
 import os
 import socket
 import sys
@@ -210,11 +220,156 @@ class RateMeter:
         return len(self.stamps)
 
 
+class ClientTableFull(Exception):
+    """No slot for a new client address within ClientTable.MAX_PROBES of its hash."""
+
+
+class ClientTableBusy(Exception):
+    """The table's lock was not had within ClientTable.LOCK_WAIT_S."""
+
+
+class ClientTable:
+    """Connections per client address and per worker, shared by the workers (a memfd mapped
+    before they fork): the MCP's limits hold across all of them.
+
+    Each worker writes only its own column of counts and its own total, so counts need no
+    lock; a worker reading the others' races with their writes (a limit passed by what they
+    accept in that instant). Addresses are 16-octet keys in slots found by open addressing
+    from a keyed hash (an address cannot choose its slot), at most MAX_PROBES apart. Keys
+    are read and written only under an fcntl lock, which the kernel releases if its holder
+    dies (a semaphore would stay taken). A key is placed in the first slot of its probe
+    sequence whose counts are all zero (never used, or reclaimed); a worker keeps a key's
+    slot without the lock only while its own count there is above zero, which no one else
+    can then reclaim. A worker starting, first or after a crash, zeroes its own column:
+    a dead worker's counts last until it is started again.
+
+    Layout: the workers' totals, then their columns (column w: ``slots`` counts), then the
+    keys. Memory: ``slots`` x (16 + 4 x workers) octets."""
+
+    MIN_SLOTS, MAX_SLOTS = 1 << 10, 1 << 20
+    MAX_PROBES = 64
+    LOCK_WAIT_S = 0.2
+    NEVER_USED = bytes(16)  # "::", never a peer
+
+    def __init__(self, workers: int, slots: int):
+        if slots & (slots - 1):
+            raise ValueError(f"slots must be a power of two (got {slots})")
+        self.workers, self.slots = workers, slots
+        ints = workers * (1 + slots)
+        self.fd = os.memfd_create("mptcp-cpe-mcp-clients")
+        os.ftruncate(self.fd, 4 * ints + 16 * slots)
+        self.mem = mmap.mmap(self.fd, 4 * ints + 16 * slots)
+        view = memoryview(self.mem)
+        self.totals = view[:4 * workers].cast("i")
+        self.counts = view[4 * workers:4 * ints].cast("i")
+        self.keys = view[4 * ints:]
+        self.secret = os.urandom(16)
+
+    @classmethod
+    def slots_for(cls, max_connections: int) -> int:
+        """Slots for ``max_connections``: every live connection has at most one client
+        address, and a table at most half full keeps probe sequences short."""
+        return min(cls.MAX_SLOTS, max(cls.MIN_SLOTS, 1 << (2 * max_connections - 1).bit_length()))
+
+    @property
+    def sized_for(self) -> int:
+        """The client addresses the table is sized for (it takes more while probes allow)."""
+        return self.slots // 2
+
+    @staticmethod
+    def key(address: str) -> bytes:
+        """16 octets: an IPv6 address as it is, an IPv4 one as its IPv4-mapped form (peers
+        come through _plain, so no IPv6 peer is ever mapped: the keys never collide)."""
+        if ":" in address:
+            return socket.inet_pton(socket.AF_INET6, address)
+        return b"\0" * 10 + b"\xff\xff" + socket.inet_pton(socket.AF_INET, address)
+
+    def count(self, slot: int) -> int:
+        """Connections of the slot's client, all workers."""
+        return sum(self.counts[slot::self.slots])
+
+    def own(self, slot: int, worker: int) -> int:
+        return self.counts[worker * self.slots + slot]
+
+    def add(self, slot: int, worker: int, delta: int) -> int:
+        """Add ``delta`` to ``worker``'s count in ``slot`` (only that worker may); the new count."""
+        i = worker * self.slots + slot
+        self.counts[i] += delta
+        return self.counts[i]
+
+    def total(self) -> int:
+        """Connections of all workers."""
+        return sum(self.totals)
+
+    def set_total(self, worker: int, n: int) -> None:
+        self.totals[worker] = n
+
+    def clear(self, worker: int) -> None:
+        """Zero ``worker``'s column and total: what a worker (re)starting does first."""
+        start = 4 * (self.workers + worker * self.slots)
+        self.mem[start:start + 4 * self.slots] = bytes(4 * self.slots)
+        self.totals[worker] = 0
+
+    def claim(self, key: bytes, worker: int, limit: int) -> int | None:
+        """The slot of ``key``, one more connection counted in ``worker``'s column there;
+        None (and nothing counted) when the key's connections are at ``limit`` already.
+        Raises ClientTableFull or ClientTableBusy."""
+        if not self._lock():
+            raise ClientTableBusy
+        try:
+            slot, found = self._find(key)
+            if self.count(slot) >= limit:  # a slot not yet the key's counts nothing
+                return None
+            if not found:
+                self.keys[16 * slot:16 * slot + 16] = key
+            self.add(slot, worker, 1)  # before the lock goes: the slot cannot be reclaimed now
+            return slot
+        finally:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN)
+
+    def _find(self, key: bytes) -> tuple[int, bool]:
+        """(slot, True) where ``key`` is, else (the slot it would take, False). Under the lock:
+        keys only move under it, and a never-used slot ends every probe sequence."""
+        digest = hashlib.blake2b(key, digest_size=8, key=self.secret).digest()
+        home, mask = int.from_bytes(digest, "little"), self.slots - 1
+        free = None
+        for i in range(min(self.MAX_PROBES, self.slots)):
+            slot = (home + i) & mask
+            k = self.keys[16 * slot:16 * slot + 16]
+            if k == key:
+                return slot, True
+            if k == self.NEVER_USED:
+                return (slot if free is None else free), False
+            if free is None and self.count(slot) == 0:
+                free = slot
+        if free is None:
+            raise ClientTableFull
+        return free, False
+
+    def close(self) -> None:
+        for view in (self.totals, self.counts, self.keys):
+            view.release()
+        self.mem.close()
+        os.close(self.fd)
+
+    def _lock(self) -> bool:
+        deadline = time.monotonic() + self.LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                    return False
+            time.sleep(0.001)
+
+
 class Session:
     """One client connection: read the Convert message, check it, connect, answer, relay."""
 
-    def __init__(self, worker: McpWorker, client: socket.socket, peer: str):
+    def __init__(self, worker: McpWorker, client: socket.socket, peer: str, slot: int):
         self.w, self.loop, self.client, self.peer = worker, worker.loop, client, peer
+        self.slot = slot  # where the client's count is: McpWorker._admit
         self.buf = bytearray()
         self.server: socket.socket | None = None
         self.target: tuple[str, int] | None = None
@@ -383,13 +538,24 @@ class Session:
         self.w.forget(self)
 
 
+# Session.slot when the client's count is in no ClientTable slot: a connection refused at
+# accept (it counts in the worker's total only), or one admitted while the table's lock was
+# busy (counted in McpWorker.unshared).
+UNCOUNTED, UNSHARED = -1, -2
+
+
 class McpWorker:
-    def __init__(self, cfg: McpConfig, config_path: Path | None, listener: socket.socket, cookies: Cookies, workers: int):
-        self.cfg, self.config_path, self.listener, self.cookies, self.workers = cfg, config_path, listener, cookies, workers
+    def __init__(self, cfg: McpConfig, config_path: Path | None, listener: socket.socket, cookies: Cookies,
+                 table: ClientTable, index: int):
+        self.cfg, self.config_path, self.listener, self.cookies = cfg, config_path, listener, cookies
+        self.table, self.index, self.workers = table, index, table.workers
+        table.clear(index)  # counts a crashed predecessor left
         self.loop = Loop()
         self.sessions: set[Session] = set()
         self.pairs: set[Pair] = set()
-        self.per_client: dict[str, int] = {}
+        self.slots: dict[str, int] = {}  # client -> its table slot, while this worker's count there is above 0
+        self.unshared: dict[str, int] = {}  # client -> connections admitted with UNSHARED
+        self.lock_warned = False
         self.rate = RateMeter()
         self.cookie_needed = False
         self.stats = {"converted": 0, "refused": 0, "failed": 0, "malformed": 0}
@@ -400,30 +566,83 @@ class McpWorker:
     def connections(self) -> int:
         return len(self.sessions) + len(self.pairs)
 
+    def _publish(self) -> None:
+        """This worker's total in the table: after every change of sessions or pairs."""
+        self.table.set_total(self.index, self.connections())
+
     def forget(self, session: Session) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
-            self._release(session.peer)
+            self._release(session.peer, session.slot)
+            self._publish()
 
-    def _release(self, peer: str) -> None:
-        n = self.per_client.get(peer, 0) - 1
-        if n > 0:
-            self.per_client[peer] = n
+    def _admit(self, peer: str) -> int | None:
+        """Count a new connection of ``peer``: where it is counted (a table slot, UNSHARED),
+        or None when a limit refuses it (said in a line)."""
+        cfg = self.cfg
+        if self.table.total() >= cfg.max_connections:
+            log.warning("client %s: max_connections (%d) reached: Resource Exceeded", peer, cfg.max_connections)
+            return None
+        limit = cfg.max_connections_per_client - self.unshared.get(peer, 0)
+        slot = self.slots.get(peer)
+        if slot is not None:
+            if self.table.count(slot) >= limit:
+                slot = None
+            else:
+                self.table.add(slot, self.index, 1)
         else:
-            self.per_client.pop(peer, None)
+            try:
+                slot = self.table.claim(ClientTable.key(peer), self.index, limit)
+            except ClientTableFull:
+                log.warning("client %s: the client table is full (%d slots, sized at start for max_connections): "
+                            "Resource Exceeded", peer, self.table.slots)
+                return None
+            except ClientTableBusy:
+                return self._admit_unshared(peer)
+            self.lock_warned = False
+            if slot is not None:
+                self.slots[peer] = slot
+        if slot is None:
+            log.warning("client %s: max_connections_per_client (%d) reached: Resource Exceeded",
+                        peer, cfg.max_connections_per_client)
+        return slot
+
+    def _admit_unshared(self, peer: str) -> int | None:
+        if not self.lock_warned:
+            self.lock_warned = True
+            log.warning("worker %d: the client table's lock was not had within %g s: a client new to this worker is "
+                        "held to its share of max_connections_per_client until the lock is had again",
+                        self.index, self.table.LOCK_WAIT_S)
+        if self.unshared.get(peer, 0) >= self._share(self.cfg.max_connections_per_client):
+            log.warning("client %s: this worker's share of max_connections_per_client reached: Resource Exceeded", peer)
+            return None
+        self.unshared[peer] = self.unshared.get(peer, 0) + 1
+        return UNSHARED
+
+    def _release(self, peer: str, slot: int) -> None:
+        """Undo what _admit counted for one connection."""
+        if slot >= 0:
+            if self.table.add(slot, self.index, -1) <= 0:
+                del self.slots[peer]  # from now on others may reclaim the slot
+        elif slot == UNSHARED:
+            n = self.unshared.pop(peer) - 1
+            if n > 0:
+                self.unshared[peer] = n
 
     def relay(self, session: Session, server: socket.socket, head_to_server: bytes, head_to_client: bytes) -> None:
         self.sessions.discard(session)
-        peer = session.peer
+        peer, slot = session.peer, session.slot
 
         def closed(pair: Pair, why: str) -> None:
             self.pairs.discard(pair)
-            self._release(peer)
+            self._release(peer, slot)
+            self._publish()
 
         pair = Pair(self.loop, session.client, server, pipe_size=self.cfg.pipe_size, on_close=closed,
                     head_ab=head_to_server, head_ba=head_to_client)
         if not pair.closed:
             self.pairs.add(pair)
+        self._publish()
 
     def _accept(self, fd: int, ev: int) -> None:
         for _ in range(64):
@@ -440,27 +659,31 @@ class McpWorker:
                 self.stats["refused"] += 1
                 self._refuse_now(conn, peer, convert.error_message(convert.ErrorCode.NOT_AUTHORIZED))
                 continue
-            if (self.connections() >= self._share(self.cfg.max_connections)
-                    or self.per_client.get(peer, 0) >= self._share(self.cfg.max_connections_per_client)):
-                log.warning("client %s: connection limit reached: Resource Exceeded", peer)
+            slot = self._admit(peer)
+            if slot is None:
                 self.stats["refused"] += 1
                 self._refuse_now(conn, peer, convert.error_message(convert.ErrorCode.RESOURCE_EXCEEDED,
                                                                    bytes([self.cfg.retry_after_s])))
                 continue
             if self.cfg.cookie_syn_rate:
                 self.cookie_needed = self.rate.tick() > self._share(self.cfg.cookie_syn_rate)
-            self.per_client[peer] = self.per_client.get(peer, 0) + 1
             try:
-                self.sessions.add(Session(self, conn, peer))
+                self.sessions.add(Session(self, conn, peer, slot))
             except OSError:
-                self._release(peer)
+                self._release(peer, slot)
                 abort(conn)
+            self._publish()
 
     def _refuse_now(self, conn: socket.socket, peer: str, reply: bytes) -> None:
-        # Refused before reading anything: still answer, then linger like any refusal.
-        self.per_client[peer] = self.per_client.get(peer, 0) + 1
-        session = Session(self, conn, peer)
+        # Refused before reading anything: still answer, then linger like any refusal (in
+        # the worker's total, not in the client's count: the client was not let in).
+        try:
+            session = Session(self, conn, peer, UNCOUNTED)
+        except OSError:
+            abort(conn)
+            return
         self.sessions.add(session)
+        self._publish()
         session._refuse(reply, count=False)
 
     def _reload(self) -> None:
@@ -549,13 +772,15 @@ def main(args: argparse.Namespace) -> int:
     if not _sysctl_has("/proc/sys/net/ipv4/tcp_fastopen", 2):
         log.warning("net.ipv4.tcp_fastopen lacks the server bit (2): Convert messages will wait for the handshake")
     cookies = Cookies(os.urandom(32))
+    table = ClientTable(n, ClientTable.slots_for(cfg.max_connections))
+    _check_table_size(table, cfg)
     state = {"cfg": cfg}
 
     def work(index: int) -> int:
         for i, s in enumerate(socks):
             if i != index:
                 s.close()
-        return McpWorker(state["cfg"], args.config, socks[index], cookies, n).run(WorkerSignals())
+        return McpWorker(state["cfg"], args.config, socks[index], cookies, table, index).run(WorkerSignals())
 
     def reload() -> bool:
         try:
@@ -574,6 +799,7 @@ def main(args: argparse.Namespace) -> int:
             return False
         state["cfg"] = new
         log.info("config reloaded")
+        _check_table_size(table, new)
         return True
 
     def on_drain() -> None:
@@ -583,6 +809,17 @@ def main(args: argparse.Namespace) -> int:
             s.close()
 
     return Supervisor("mcp", n, work, reload, cfg.drain_timeout_s, on_drain=on_drain).run()
+
+
+def _check_table_size(table: ClientTable, cfg: McpConfig) -> None:
+    """Say when ``max_connections`` outgrows the client table (its size is set at start: the
+    workers share the mapping, so a reload cannot grow it)."""
+    if cfg.max_connections <= table.sized_for:
+        return
+    bigger = ClientTable.slots_for(cfg.max_connections) // 2
+    log.warning("max_connections %d: the client table is sized for %d client addresses at once; past that many, "
+                "a new address may get Resource Exceeded%s", cfg.max_connections, table.sized_for,
+                f" until a restart sizes it for {bigger}" if bigger > table.sized_for else "")
 
 
 def _sysctl_has(path: str, bit: int) -> bool:

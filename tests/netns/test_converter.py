@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -379,19 +380,37 @@ def test_mcp_refuses_clients_outside_its_prefixes(daemons):
     assert err.code == convert.ErrorCode.NOT_AUTHORIZED
 
 
-def test_mcp_connection_limit_per_client(daemons):
-    daemons.mcp(workers=1, max_connections_per_client=2, retry_after_s=7)
-    held = []
+def _hold(n: int, src: str) -> subprocess.Popen:
+    """A process in the CPE namespace holding ``n`` MPTCP connections to the MCP from ``src``,
+    none of them sending its Convert message; killing it closes them."""
     code = ("import socket,time\n"
             "socks=[]\n"
-            "for i in range(2):\n"
-            f"    s=socket.socket(socket.AF_INET,socket.SOCK_STREAM,262); s.bind(('198.51.100.2',0)); s.connect(({MCP_ADDR!r},5124)); socks.append(s)\n"
-            "print('held', flush=True); time.sleep(20)\n")
+            f"for i in range({n}):\n"
+            f"    s=socket.socket(socket.AF_INET,socket.SOCK_STREAM,262); s.bind(({src!r},0)); s.connect(({MCP_ADDR!r},5124)); socks.append(s)\n"
+            "print('held', flush=True); time.sleep(120)\n")
     holder = subprocess.Popen(["ip", "netns", "exec", NS["cpe"], sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    held.append(holder)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def accepted_at_mcp(workers: list[int]) -> dict[str, dict[int, int]]:
+    """Client address -> {worker pid: MPTCP connections of that client the worker accepted}."""
+    out: dict[str, dict[int, int]] = {}
+    for line in sh("ss", "-MnpH", "state", "established", ns=NS["isp"]).stdout.splitlines():
+        owner = re.search(r"pid=(\d+)", line)
+        if owner and int(owner.group(1)) in workers:
+            client = line.split()[3].rsplit(":", 1)[0].removeprefix("[::ffff:").rstrip("]")
+            per_worker = out.setdefault(client, {})
+            per_worker[int(owner.group(1))] = per_worker.get(int(owner.group(1)), 0) + 1
+    return out
+
+
+def test_mcp_connection_limit_per_client(daemons):
+    daemons.mcp(max_connections_per_client=2, retry_after_s=7)
+    holder = _hold(2, CPE_SEEN)
     try:
-        assert holder.stdout.readline().strip() == "held"
-        time.sleep(0.3)
+        wait_for("both connections accepted", lambda: sum(accepted_at_mcp(daemons.pids("mcp")[1:]).get(CPE_SEEN, {}).values()) == 2,
+                 timeout=10)
         err = _error_of(_convert_raw(convert.connect_message(SERVER, PORT)))
         assert err.code == convert.ErrorCode.RESOURCE_EXCEEDED and err.retry_after() == 7
         # Another client address is not limited by the first one's connections.
@@ -400,6 +419,53 @@ def test_mcp_connection_limit_per_client(daemons):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_mcp_limits_hold_exactly_across_two_workers(daemons):
+    daemons.mcp(workers=2, max_connections=4, max_connections_per_client=3, handshake_timeout_s=120)
+    E = convert.ErrorCode
+    workers = daemons.pids("mcp")[1:]
+    other = "203.0.113.2"
+
+    def held(client: str, n: int) -> dict[int, int]:
+        return wait_for(f"the MCP's workers to accept {n} connection(s) of {client}",
+                        lambda: sum((c := accepted_at_mcp(workers).get(client, {})).values()) == n and c, timeout=10)
+
+    def answer(src: str = CPE_SEEN) -> convert.ErrorCode:
+        return _error_of(_convert_raw(convert.connect_message(SERVER, 9), src=src)).code
+
+    def refused(src: str = CPE_SEEN) -> bool:
+        return answer(src) == E.RESOURCE_EXCEEDED
+
+    holders = []
+    try:
+        # Three connections of one client, however the kernel spreads them over the workers: all let in.
+        holders += [_hold(2, CPE_SEEN), _hold(1, CPE_SEEN)]
+        spread = held(CPE_SEEN, 3)
+        # A fourth is refused by either worker (each try has another source port, so may reach the other one).
+        assert all(refused() for _ in range(6)), spread
+        # One of the three ends: a new one is let in (port 9: the server's RST comes back as Connection Reset).
+        gone = holders.pop()
+        gone.kill()
+        gone.wait()
+        wait_for("a connection of the client let in again", lambda: answer() == E.CONNECTION_RESET, timeout=10)
+        # max_connections counts every worker's connections: two of each client fill it.
+        holders.append(_hold(2, other))
+        held(other, 2)
+        assert all(refused(other) for _ in range(4))
+        assert "max_connections (4) reached" in daemons.procs.log("mcp")
+        # Workers killed with their connections: those started in their place count from zero.
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        workers = wait_for("two new workers",
+                           lambda: len(new := daemons.pids("mcp")[1:]) == 2 and not set(new) & set(workers) and new)
+        holders.append(_hold(3, CPE_SEEN))
+        held(CPE_SEEN, 3)
+        assert refused()
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
 
 
 def test_cookie_challenge_is_answered(daemons):
