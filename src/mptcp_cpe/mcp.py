@@ -60,7 +60,8 @@ from typing import Any
 
 from . import convert
 from .inventory import InventoryError
-from .relay import IN, OUT, Loop, Pair, Supervisor, WorkerSignals, abort, raise_fd_limit, set_rcvbuf, worker_count
+from .relay import (IN, OUT, Loop, Pair, Supervisor, WorkerSignals, abort, raise_fd_limit, set_rcvbuf, worker_count,
+                    worker_ready)
 from .settings import (
     ConfigError,
     add_daemon_parser,
@@ -700,6 +701,7 @@ class McpWorker:
         self.listener.setblocking(False)
         self.loop.set(self.listener.fileno(), IN, self._accept)
         signals.watch(self.loop)
+        worker_ready(self.index)
         deadline = None
 
         def done() -> bool:

@@ -10,6 +10,10 @@ A direction ends when its source says EOF and the pipe is drained: its destinati
 gets ``shutdown(SHUT_WR)`` (a half-close travels on as a FIN). A reset on either side
 resets the other (SO_LINGER 0). The pair is closed when both directions have ended.
 
+The supervisor says the service runs (its log line, and READY=1 to systemd for a
+``Type=notify`` unit) once every worker has its listeners in its loop, not when it forked
+them: a connection that comes right after start finds a worker that answers it.
+
 Signals (the supervisor): SIGHUP reloads (the caller checks the config first, then every
 worker reloads), SIGTERM drains (workers stop accepting, finish live connections for at
 most the drain time, then exit).
@@ -324,6 +328,39 @@ class Pair:
         return self.ab.sent, self.ba.sent
 
 
+READY_WAIT_S = 10.0  # how long the supervisor waits for its workers to say they serve
+_ready_fd: int | None = None  # in a worker: the supervisor's ready pipe
+
+
+def worker_ready(index: int) -> None:
+    """A worker's word that its listeners are in its loop (the supervisor waits for it)."""
+    global _ready_fd
+    if _ready_fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(_ready_fd, struct.pack("!I", index))  # 4 octets: one atomic pipe write
+        os.close(_ready_fd)
+    _ready_fd = None
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd ``state`` (``READY=1``, ``STOPPING=1``) when it runs us as Type=notify;
+    True when it was sent."""
+    path = os.environ.get("NOTIFY_SOCKET", "")
+    if not path:
+        return False
+    if path.startswith("@"):
+        path = "\0" + path[1:]  # an abstract socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(path)
+            s.sendall(state.encode())
+        return True
+    except OSError as exc:
+        log.warning("cannot tell systemd %s through %s: %s", state, path, exc)
+        return False
+
+
 def send_all_now(sock: socket.socket, data: bytes | bytearray | memoryview) -> int:
     """Send what the socket takes without blocking; the count sent (0 when it would block)."""
     try:
@@ -347,12 +384,16 @@ class Supervisor:
         self.stopping = False
         self._hup = False
         self._respawn_at: dict[int, float] = {}
+        self._ready_r = self._ready_w = -1
 
     def _spawn(self, index: int) -> None:
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                global _ready_fd
+                os.close(self._ready_r)
+                _ready_fd = self._ready_w
                 for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                     signal.signal(s, signal.SIG_DFL)
                 code = self.work(index)
@@ -374,10 +415,11 @@ class Supervisor:
         signal.signal(signal.SIGINT, on_term)
         signal.signal(signal.SIGHUP, on_hup)
         signal.signal(signal.SIGCHLD, lambda *a: None)
-        for i in range(self.n):
-            self._spawn(i)
-        log.info("%s: %d worker(s) running", self.name, self.n)
+        self._ready_r, self._ready_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
+            for i in range(self.n):
+                self._spawn(i)
+            self._await_ready()
             while not self.stopping:
                 if self._hup:
                     self._hup = False
@@ -385,18 +427,49 @@ class Supervisor:
                         for pid in self.children:
                             with contextlib.suppress(ProcessLookupError):
                                 os.kill(pid, signal.SIGHUP)
-                self._reap()
-                now = time.monotonic()
-                for index, when in list(self._respawn_at.items()):
-                    if when <= now:
-                        del self._respawn_at[index]
-                        self._spawn(index)
+                self._tend()
+                self._read_ready()  # respawned workers say so too: keep the pipe empty
                 with contextlib.suppress(InterruptedError):
                     time.sleep(0.2)
+            sd_notify("STOPPING=1")
             return self._drain()
         finally:
+            os.close(self._ready_r)
+            os.close(self._ready_w)
             if self.on_exit:
                 self.on_exit()
+
+    def _tend(self) -> None:
+        """Reap ended workers and start again those whose second has come."""
+        self._reap()
+        now = time.monotonic()
+        for index, when in list(self._respawn_at.items()):
+            if when <= now:
+                del self._respawn_at[index]
+                self._spawn(index)
+
+    def _read_ready(self) -> set[int]:
+        try:
+            data = os.read(self._ready_r, 4096)  # whole 4-octet records: every write is one
+        except BlockingIOError:
+            return set()
+        return {i for (i,) in struct.iter_unpack("!I", data[: len(data) // 4 * 4])}
+
+    def _await_ready(self) -> None:
+        """Wait (at most READY_WAIT_S) until every worker serves, then say the service runs."""
+        ready: set[int] = set()
+        deadline = time.monotonic() + READY_WAIT_S
+        while len(ready) < self.n and not self.stopping and time.monotonic() < deadline:
+            with contextlib.suppress(InterruptedError):
+                select.select([self._ready_r], [], [], 0.1)
+            ready |= self._read_ready()
+            self._tend()
+        if len(ready) < self.n and not self.stopping:
+            log.warning("%s: %d of %d worker(s) serving after %g s; going on, the others as they come",
+                        self.name, len(ready), self.n, READY_WAIT_S)
+        else:
+            log.info("%s: %d worker(s) running", self.name, self.n)
+        sd_notify(f"READY=1\nSTATUS={len(ready)} of {self.n} worker(s) serving")
 
     def _reap(self) -> None:
         while self.children:
