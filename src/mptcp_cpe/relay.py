@@ -214,11 +214,7 @@ class _Direction:
                 if self.pending:
                     continue
             if self.eof:
-                if not self.done:
-                    self.done = True
-                    with contextlib.suppress(OSError):
-                        self.dst.shutdown(socket.SHUT_WR)
-                return
+                break
             try:
                 n = os.splice(src, self.wfd, chunk, flags=SPLICE_FLAGS)
             except BlockingIOError:
@@ -227,6 +223,12 @@ class _Direction:
                 self.eof = True
             else:
                 self.pending += n
+        # Here, not in the next round: an EOF read by the burst's last splice leaves neither
+        # socket watched for this direction, and no event may ever come to finish it.
+        if self.eof and not self.pending and not self.done:
+            self.done = True
+            with contextlib.suppress(OSError):
+                self.dst.shutdown(socket.SHUT_WR)
 
     def close(self, loop: Loop) -> None:
         loop.give_back((self.rfd, self.wfd), empty=not self.pending)

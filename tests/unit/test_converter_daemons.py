@@ -18,6 +18,7 @@ from mptcp_cpe import convert
 from mptcp_cpe import converter as cv
 from mptcp_cpe import mcp
 from mptcp_cpe.inventory import InventoryError
+from mptcp_cpe import relay
 from mptcp_cpe.relay import Loop, Pair
 
 # ---------------------------------------------------------------- configs
@@ -266,3 +267,25 @@ def test_relay_leaves_no_fd_behind():
         r.finish()
         r.client.close()
     assert len(os.listdir("/proc/self/fd")) == base
+
+
+@pytest.mark.parametrize("burst", [1, 2, 8])
+@pytest.mark.parametrize("octets", [0, 1, 200_000])
+def test_relay_passes_eof_on_when_it_reads_it_last_in_a_burst(monkeypatch, burst, octets):
+    # A PUT: the server answers only after the client's EOF, so nothing else wakes the relay.
+    # The EOF read as the last splice of a burst (always, with a burst of 1) must still be
+    # passed on: it once waited for a wakeup that never came (e2e uploads under load hung).
+    monkeypatch.setattr(relay, "BURST", burst)
+    r = Relayed()
+    r.client.sendall(b"u" * octets)
+    r.client.shutdown(socket.SHUT_WR)
+    r.server.settimeout(5)
+    assert _read_all(r.server) == b"u" * octets  # socket.timeout here: the EOF was kept back
+    r.server.sendall(b"answer")
+    r.server.shutdown(socket.SHUT_WR)
+    r.client.settimeout(5)
+    assert _read_all(r.client) == b"answer"
+    r.finish()
+    assert r.closed == ["done"]
+    r.client.close()
+    r.server.close()
