@@ -727,8 +727,8 @@ class Conversion:
 
 class ConverterWorker:
     def __init__(self, cfg: ConverterConfig, config_path: Path | None, listeners: list[socket.socket],
-                 holds: SharedHolds | None = None, index: int = 0):
-        self.cfg, self.config_path, self.listeners, self.index = cfg, config_path, listeners, index
+                 holds: SharedHolds | None = None):
+        self.cfg, self.config_path, self.listeners = cfg, config_path, listeners
         self.loop = Loop()
         self.book = McpBook(cfg, holds or SharedHolds())
         self.pending: set[Conversion] = set()
@@ -778,7 +778,7 @@ class ConverterWorker:
             s.setblocking(False)
             self.loop.set(s.fileno(), IN, self._accept)
         signals.watch(self.loop)
-        worker_ready(self.index)
+        worker_ready()
         deadline = None
 
         def done() -> bool:
@@ -852,7 +852,7 @@ def main(args: argparse.Namespace) -> int:
                 for s in group:
                     s.close()
         signals = WorkerSignals()
-        return ConverterWorker(state["cfg"], args.config, mine, holds, index).run(signals)
+        return ConverterWorker(state["cfg"], args.config, mine, holds).run(signals)
 
     def reload() -> bool:
         try:

@@ -701,7 +701,7 @@ class McpWorker:
         self.listener.setblocking(False)
         self.loop.set(self.listener.fileno(), IN, self._accept)
         signals.watch(self.loop)
-        worker_ready(self.index)
+        worker_ready()
         deadline = None
 
         def done() -> bool:

@@ -331,18 +331,19 @@ class Pair:
 
 
 READY_WAIT_S = 10.0  # how long the supervisor waits for its workers to say they serve
-_ready_fd: int | None = None  # in a worker: the supervisor's ready pipe
+_ready: tuple[int, int] | None = None  # in a worker: the supervisor's ready pipe, its index
 
 
-def worker_ready(index: int) -> None:
+def worker_ready() -> None:
     """A worker's word that its listeners are in its loop (the supervisor waits for it)."""
-    global _ready_fd
-    if _ready_fd is None:
+    global _ready
+    if _ready is None:
         return
+    fd, index = _ready
+    _ready = None
     with contextlib.suppress(OSError):
-        os.write(_ready_fd, struct.pack("!I", index))  # 4 octets: one atomic pipe write
-        os.close(_ready_fd)
-    _ready_fd = None
+        os.write(fd, struct.pack("!I", index))  # 4 octets: one atomic pipe write
+    os.close(fd)
 
 
 def sd_notify(state: str) -> bool:
@@ -393,9 +394,9 @@ class Supervisor:
         if pid == 0:
             code = 1
             try:
-                global _ready_fd
+                global _ready
                 os.close(self._ready_r)
-                _ready_fd = self._ready_w
+                _ready = (self._ready_w, index)
                 for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                     signal.signal(s, signal.SIG_DFL)
                 code = self.work(index)

@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent("""
         while not gate.exists():
             time.sleep(0.02)
         if index != silent:
-            relay.worker_ready(index)
+            relay.worker_ready()
         while True:
             time.sleep(1)
 
