@@ -467,7 +467,9 @@ class Supervisor:
                 select.select([self._ready_r], [], [], 0.1)
             ready |= self._read_ready()
             self._tend()
-        if len(ready) < self.n and not self.stopping:
+        if self.stopping:
+            return  # told to stop while starting: the drain says so, nothing runs to announce
+        if len(ready) < self.n:
             log.warning("%s: %d of %d worker(s) serving after %g s; going on, the others as they come",
                         self.name, len(ready), self.n, READY_WAIT_S)
         else:
