@@ -1,9 +1,15 @@
 // mptcp-cpe's Kea 2.2 hook: serves OPTION_V4_MPTCP / OPTION_V6_MPTCP
 // (draft-boucadair-mptcp-dhc) to clients that ask for them in their PRL / ORO.
 // Parameters are checked and the options pre-encoded in load(); subnet ids are tied to
-// their prefixes from the server's configuration in dhcpN_srv_configured; the per-packet
-// path only picks the MCPs for the client (class, then subnet, then default) and adds
-// options built once.
+// their prefixes from the server's configuration in dhcpN_srv_configured.
+//
+// DHCPv4 without client classes: no callout runs per packet. dhcp4_srv_configured puts the
+// options into Kea's own configuration (global for the default, subnets or pools for the
+// subnet entries), and Kea sends them when the PRL asks, as it sends any option. A per-packet
+// callout costs Kea more (its hook machinery alone, ~7 us per exchange) than the whole option.
+// DHCPv4 with client classes, and DHCPv6 (one instance per MCP, which Kea 2.2 does not send
+// from its own configuration): pkt4_send / pkt6_send pick the client's MCPs (class, then
+// subnet, then default) and add options built once.
 #include "mcp_config.h"
 
 #include <dhcp/dhcp4.h>
@@ -12,8 +18,14 @@
 #include <dhcp/option6_ia.h>
 #include <dhcp/option6_iaaddr.h>
 #include <dhcp/option_int_array.h>
+#include <dhcp/option_space.h>
 #include <dhcp/pkt4.h>
 #include <dhcp/pkt6.h>
+#include <dhcpsrv/cfg_option.h>
+#include <dhcpsrv/cfg_subnets4.h>
+#include <dhcpsrv/pool.h>
+#include <dhcpsrv/srv_config.h>
+#include <dhcpsrv/subnet.h>
 #include <hooks/hooks.h>
 #include <log/logger.h>
 #include <log/macros.h>
@@ -36,11 +48,15 @@ const isc::log::MessageID MPTCP_LOAD_ERROR = "MPTCP_LOAD_ERROR";
 const isc::log::MessageID MPTCP_LOADED = "MPTCP_LOADED";
 const isc::log::MessageID MPTCP_SUBNETS_BOUND = "MPTCP_SUBNETS_BOUND";
 const isc::log::MessageID MPTCP_CALLOUT_ERROR = "MPTCP_CALLOUT_ERROR";
+const isc::log::MessageID MPTCP_V4_NATIVE = "MPTCP_V4_NATIVE";
+const isc::log::MessageID MPTCP_V4_PER_PACKET = "MPTCP_V4_PER_PACKET";
 const char* messages[] = {
     "MPTCP_LOAD_ERROR", "mptcp-cpe hook: parameters refused: %1",
     "MPTCP_LOADED", "mptcp-cpe hook: loaded: %1",
     "MPTCP_SUBNETS_BOUND", "mptcp-cpe hook: %1 subnet id(s) of %2 bound to the server's subnets",
     "MPTCP_CALLOUT_ERROR", "mptcp-cpe hook: %1 failed: %2",
+    "MPTCP_V4_NATIVE", "mptcp-cpe hook: DHCPv4 option %1 sent by Kea from its own configuration (no per-packet callout): %2",
+    "MPTCP_V4_PER_PACKET", "mptcp-cpe hook: DHCPv4 option %1 added per packet (pkt4_send): %2",
     nullptr,
 };
 const isc::log::MessageInitializer message_initializer(messages);
@@ -52,17 +68,10 @@ std::unique_ptr<const mptcp_cpe::Config> config;
 // adds a shared pointer to the response (Kea packs and splits without changing them).
 std::unordered_map<const mptcp_cpe::Payloads*, std::vector<OptionPtr> > prepared;
 
-// The subnets an address is matched against for "id" entries, most specific first: each
-// hook subnet's prefix, and every other server subnet overlapping one (so an address in a
-// more specific subnet without MCPs is not taken for its wider neighbour's).
-struct Route {
-    mptcp_cpe::Prefix prefix;
-    const std::vector<OptionPtr>* options;  // null: a server subnet without MCPs of its own
-};
 // Built by dhcpN_srv_configured, which Kea calls after load() and before it serves any
 // packet with the new configuration (packet processing is stopped while it reconfigures);
 // read-only afterwards.
-std::vector<Route> routes4, routes6;
+std::vector<mptcp_cpe::Route> routes4, routes6;
 
 void prepare(const mptcp_cpe::FamilyConfig& fam, Option::Universe universe, uint16_t code) {
     auto add = [&](const mptcp_cpe::Payloads& p) {
@@ -79,50 +88,14 @@ const std::vector<OptionPtr>* options_of(const mptcp_cpe::Payloads& p) {
     return it == prepared.end() ? nullptr : &it->second;
 }
 
-std::vector<Route> build_routes(const mptcp_cpe::FamilyConfig& fam, const std::vector<mptcp_cpe::ServerSubnet>& server) {
-    std::vector<Route> routes;
-    std::vector<uint32_t> ids;
-    for (const auto& sub : fam.subnets) {
-        if (!sub.id) continue;
-        for (const auto& s : server) {
-            if (s.id == sub.id) routes.push_back(Route{s.prefix, options_of(sub.mcps)});
-        }
-        ids.push_back(sub.id);
-    }
-    const size_t own = routes.size();
-    for (const auto& s : server) {
-        if (std::find(ids.begin(), ids.end(), s.id) != ids.end()) continue;
-        for (size_t i = 0; i < own; ++i) {
-            if (s.prefix.overlaps(routes[i].prefix)) {
-                routes.push_back(Route{s.prefix, nullptr});
-                break;
-            }
-        }
-    }
-    std::stable_sort(routes.begin(), routes.end(),
-                     [](const Route& a, const Route& b) { return a.prefix.length > b.prefix.length; });
-    return routes;
-}
-
-// The client's MCPs: its first class that has some; else the subnet holding the address it
-// is being given ("id" entries, then "prefix" entries); else the default.
-const std::vector<OptionPtr>* select(const mptcp_cpe::FamilyConfig& fam, const std::vector<Route>& routes,
+// The client's MCPs: its first class that has some; else by the address it is being given.
+const std::vector<OptionPtr>* select(const mptcp_cpe::FamilyConfig& fam, const std::vector<mptcp_cpe::Route>& routes,
                                      Pkt& query, const uint8_t* addr, size_t addr_len) {
     for (const auto& cls : fam.classes) {
         if (query.inClass(cls.first)) return options_of(cls.second);
     }
-    if (addr_len) {
-        for (const auto& r : routes) {
-            if (r.prefix.contains(addr, addr_len)) {
-                if (r.options) return r.options;
-                break;
-            }
-        }
-        for (const auto& sub : fam.subnets) {
-            if (!sub.id && sub.prefix.contains(addr, addr_len)) return options_of(sub.mcps);
-        }
-    }
-    return fam.has_default ? options_of(fam.default_mcps) : nullptr;
+    const mptcp_cpe::Payloads* p = mptcp_cpe::select_by_address(fam, routes, addr, addr_len);
+    return p ? options_of(*p) : nullptr;
 }
 
 // The address the response gives: the first IA_NA address, else the first IA_PD prefix.
@@ -168,25 +141,79 @@ bool requested(const Pkt& query, uint16_t list_code, uint16_t code) {
     return false;
 }
 
-// dhcpN_srv_configured: tie the "id" entries to the server's subnets; an id the server does
-// not have makes Kea refuse the configuration, as load() does for the other checks.
-int bind_subnets(CalloutHandle& handle, int family) {
-    std::vector<Route>& routes = family == 4 ? routes4 : routes6;
+// DHCPv4 without classes: put the options where plan_v4 says, in the configuration Kea is
+// about to use. Kea's subnets and pools are found by their prefix and range (Kea refuses two
+// subnets with one prefix).
+void serve_natively(CalloutHandle& handle, const mptcp_cpe::FamilyConfig& fam,
+                    const std::vector<mptcp_cpe::ServerSubnet>& server) {
+    SrvConfigPtr srv;
+    handle.getArgument("server_config", srv);
+    if (!srv) throw mptcp_cpe::ConfigError("Kea passed no server configuration to dhcp4_srv_configured");
+    std::vector<mptcp_cpe::Placement> plan = mptcp_cpe::plan_v4(fam, routes4, server);
+    auto add = [](const CfgOptionPtr& cfg, const mptcp_cpe::Payloads& p) {
+        const std::vector<OptionPtr>* opts = options_of(p);
+        if (opts && !opts->empty()) cfg->add(OptionDescriptor(opts->front(), false), DHCP4_OPTION_SPACE);
+    };
+    if (fam.has_default) add(srv->getCfgOption(), fam.default_mcps);
+    size_t n_subnets = 0, n_pools = 0;
+    for (const auto& placement : plan) {
+        const mptcp_cpe::ServerSubnet& want = server[placement.subnet];
+        Subnet4Ptr subnet;
+        for (const auto& s : *srv->getCfgSubnets4()->getAll()) {
+            auto prefix = s->get();
+            if (prefix.second == want.prefix.length && prefix.first.toBytes() == want.prefix.net) {
+                subnet = s;
+                break;
+            }
+        }
+        if (!subnet) throw mptcp_cpe::ConfigError(want.where + ": Kea has no such subnet to send the MCPs from");
+        if (placement.pool < 0) {
+            add(subnet->getCfgOption(), *placement.mcps);
+            ++n_subnets;
+            continue;
+        }
+        const auto& range = want.pools4[static_cast<size_t>(placement.pool)];
+        PoolPtr pool;
+        for (const auto& p : subnet->getPools(Lease::TYPE_V4)) {
+            if (p->getFirstAddress().toUint32() == range.first && p->getLastAddress().toUint32() == range.second) {
+                pool = p;
+                break;
+            }
+        }
+        if (!pool) throw mptcp_cpe::ConfigError(want.where + ": Kea has no such pool to send the MCPs from");
+        add(pool->getCfgOption(), *placement.mcps);
+        ++n_pools;
+    }
+    LOG_INFO(logger, MPTCP_V4_NATIVE)
+        .arg(config->v4_code)
+        .arg((fam.has_default ? std::string("default (global), ") : std::string()) + std::to_string(n_subnets) +
+             " subnet(s), " + std::to_string(n_pools) + " pool(s)");
+}
+
+// dhcpN_srv_configured: tie the "id" entries to the server's subnets and check that the
+// server does not set the hook's option itself; for DHCPv4 without classes, hand the options
+// to Kea. Anything wrong makes Kea refuse the configuration, as load() does.
+int configure(CalloutHandle& handle, int family) {
+    std::vector<mptcp_cpe::Route>& routes = family == 4 ? routes4 : routes6;
     try {
         routes.clear();
         if (!config) return 0;
         const mptcp_cpe::FamilyConfig& fam = family == 4 ? config->v4 : config->v6;
-        size_t n_ids = std::count_if(fam.subnets.begin(), fam.subnets.end(),
-                                     [](const mptcp_cpe::SubnetMcps& s) { return s.id != 0; });
-        if (!n_ids) return 0;
+        if (fam.empty()) return 0;
         ConstElementPtr json;
         handle.getArgument("json_config", json);
         const char* wrapper = family == 4 ? "Dhcp4" : "Dhcp6";
         if (json && json->getType() == isc::data::Element::map && json->get(wrapper)) json = json->get(wrapper);
         std::vector<mptcp_cpe::ServerSubnet> server = mptcp_cpe::server_subnets(json, family);
         mptcp_cpe::check_subnet_ids(fam, server, family);
-        routes = build_routes(fam, server);
-        LOG_INFO(logger, MPTCP_SUBNETS_BOUND).arg(n_ids).arg(family == 4 ? "v4" : "v6");
+        mptcp_cpe::check_option_data(json, family == 4 ? config->v4_code : config->v6_code, family);
+        routes = mptcp_cpe::build_routes(fam, server);
+        size_t n_ids = std::count_if(fam.subnets.begin(), fam.subnets.end(),
+                                     [](const mptcp_cpe::SubnetMcps& s) { return s.id != 0; });
+        if (n_ids) {
+            LOG_INFO(logger, MPTCP_SUBNETS_BOUND).arg(n_ids).arg(family == 4 ? "v4" : "v6");
+        }
+        if (family == 4 && mptcp_cpe::v4_served_by_kea(*config)) serve_natively(handle, fam, server);
     } catch (const std::exception& e) {
         routes.clear();
         LOG_ERROR(logger, MPTCP_LOAD_ERROR).arg(e.what());
@@ -200,54 +227,8 @@ int bind_subnets(CalloutHandle& handle, int family) {
     return 0;
 }
 
-}  // namespace
-
-extern "C" {
-
-int version() {
-    return KEA_HOOKS_VERSION;
-}
-
-int load(LibraryHandle& handle) {
-    try {
-        prepared.clear();
-        routes4.clear();
-        routes6.clear();
-        config.reset(new mptcp_cpe::Config(mptcp_cpe::parse_config(handle.getParameters())));
-        prepare(config->v4, Option::V4, config->v4_code);
-        prepare(config->v6, Option::V6, config->v6_code);
-    } catch (const std::exception& e) {
-        LOG_ERROR(logger, MPTCP_LOAD_ERROR).arg(e.what());
-        config.reset();
-        prepared.clear();
-        return 1;
-    }
-    LOG_INFO(logger, MPTCP_LOADED).arg(mptcp_cpe::describe(*config));
-    return 0;
-}
-
-int unload() {
-    routes4.clear();
-    routes6.clear();
-    prepared.clear();
-    config.reset();
-    return 0;
-}
-
-// The configuration is read-only once loaded (and bound), and callouts keep no other state.
-int multi_threading_compatible() {
-    return 1;
-}
-
-int dhcp4_srv_configured(CalloutHandle& handle) {
-    return bind_subnets(handle, 4);
-}
-
-int dhcp6_srv_configured(CalloutHandle& handle) {
-    return bind_subnets(handle, 6);
-}
-
-int pkt4_send(CalloutHandle& handle) {
+// pkt4_send, registered by load() only when DHCPv4 has client classes (v4_served_by_kea).
+int pkt4_send_per_packet(CalloutHandle& handle) {
     try {
         if (!config || config->v4.empty()) return 0;
         Pkt4Ptr query, response;
@@ -272,6 +253,59 @@ int pkt4_send(CalloutHandle& handle) {
         LOG_ERROR(logger, MPTCP_CALLOUT_ERROR).arg("pkt4_send").arg("unknown exception");
     }
     return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int version() {
+    return KEA_HOOKS_VERSION;
+}
+
+int load(LibraryHandle& handle) {
+    try {
+        prepared.clear();
+        routes4.clear();
+        routes6.clear();
+        config.reset(new mptcp_cpe::Config(mptcp_cpe::parse_config(handle.getParameters())));
+        prepare(config->v4, Option::V4, config->v4_code);
+        prepare(config->v6, Option::V6, config->v6_code);
+        if (!mptcp_cpe::v4_served_by_kea(*config)) {
+            handle.registerCallout("pkt4_send", pkt4_send_per_packet);
+            LOG_INFO(logger, MPTCP_V4_PER_PACKET)
+                .arg(config->v4_code)
+                .arg("client classes pick MCPs, which Kea's own option precedence cannot express");
+        }
+    } catch (const std::exception& e) {
+        LOG_ERROR(logger, MPTCP_LOAD_ERROR).arg(e.what());
+        config.reset();
+        prepared.clear();
+        return 1;
+    }
+    LOG_INFO(logger, MPTCP_LOADED).arg(mptcp_cpe::describe(*config));
+    return 0;
+}
+
+int unload() {
+    routes4.clear();
+    routes6.clear();
+    prepared.clear();
+    config.reset();
+    return 0;
+}
+
+// The configuration is read-only once loaded (and bound), and callouts keep no other state.
+int multi_threading_compatible() {
+    return 1;
+}
+
+int dhcp4_srv_configured(CalloutHandle& handle) {
+    return configure(handle, 4);
+}
+
+int dhcp6_srv_configured(CalloutHandle& handle) {
+    return configure(handle, 6);
 }
 
 int pkt6_send(CalloutHandle& handle) {

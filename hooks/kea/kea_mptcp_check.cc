@@ -1,5 +1,7 @@
 // kea-mptcp-check CONFIG: the hook's own parameter checks (the code load() and
-// dhcpN_srv_configured run), which `kea-dhcp4 -t` / `kea-dhcp6 -t` never run.
+// dhcpN_srv_configured run: parameters, subnet ids, no option-data for the hook's code, and
+// for DHCPv4 without classes whether Kea can carry the MCPs per subnet or pool), which
+// `kea-dhcp4 -t` / `kea-dhcp6 -t` never run.
 // Prints "ok" or the error line; exit 0 / 1 (2: usage).
 #include "mcp_config.h"
 
@@ -9,6 +11,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 using isc::data::ConstElementPtr;
 using isc::data::Element;
@@ -83,8 +86,16 @@ int main(int argc, char** argv) {
                     continue;
                 }
                 mptcp_cpe::Config config = mptcp_cpe::parse_config(lib->get("parameters"));
-                mptcp_cpe::check_subnet_ids(family == 4 ? config.v4 : config.v6,
-                                            mptcp_cpe::server_subnets(srv, family), family);
+                const mptcp_cpe::FamilyConfig& fam = family == 4 ? config.v4 : config.v6;
+                if (!fam.empty()) {
+                    // What dhcpN_srv_configured checks, on the same code.
+                    std::vector<mptcp_cpe::ServerSubnet> server = mptcp_cpe::server_subnets(srv, family);
+                    mptcp_cpe::check_subnet_ids(fam, server, family);
+                    mptcp_cpe::check_option_data(srv, family == 4 ? config.v4_code : config.v6_code, family);
+                    if (family == 4 && mptcp_cpe::v4_served_by_kea(config)) {
+                        mptcp_cpe::plan_v4(fam, mptcp_cpe::build_routes(fam, server), server);
+                    }
+                }
                 ++found;
             }
         }

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -288,32 +289,116 @@ Config parse_config(const ConstElementPtr& params) {
     return config;
 }
 
+namespace {
+
+// A DHCPv4 pool, "FIRST - LAST" or "PREFIX/LEN", as first and last address (host order).
+bool parse_pool4(const std::string& text, std::pair<uint32_t, uint32_t>& out) {
+    auto addr = [](std::string a, uint32_t& v) {
+        a.erase(0, a.find_first_not_of(" \t"));
+        a.erase(a.find_last_not_of(" \t") + 1);
+        struct in_addr in;
+        if (inet_pton(AF_INET, a.c_str(), &in) != 1) return false;
+        v = ntohl(in.s_addr);
+        return true;
+    };
+    size_t dash = text.find('-');
+    if (dash != std::string::npos) {
+        return addr(text.substr(0, dash), out.first) && addr(text.substr(dash + 1), out.second) &&
+               out.first <= out.second;
+    }
+    try {
+        std::string t = text;
+        t.erase(std::remove(t.begin(), t.end(), ' '), t.end());
+        Prefix p = parse_prefix(t, 4, "pool");
+        uint32_t net = ntohl(*reinterpret_cast<const uint32_t*>(p.net.data()));
+        uint32_t host = p.length ? (p.length == 32 ? 0 : 0xffffffffu >> p.length) : 0xffffffffu;
+        out = std::make_pair(net & ~host, net | host);
+        return true;
+    } catch (const ConfigError&) {
+        return false;
+    }
+}
+
+// The first and last address of an IPv4 prefix (host order).
+std::pair<uint32_t, uint32_t> range4(const Prefix& p) {
+    uint32_t net = ntohl(*reinterpret_cast<const uint32_t*>(p.net.data()));
+    uint32_t host = p.length >= 32 ? 0 : 0xffffffffu >> p.length;
+    return std::make_pair(net & ~host, net | host);
+}
+
+// Whether a prefix holds none, all or only part of the addresses first..last.
+enum Relation { OUTSIDE, INSIDE, PARTIAL };
+Relation relation4(const Prefix& p, uint32_t first, uint32_t last) {
+    auto r = range4(p);
+    if (last < r.first || first > r.second) return OUTSIDE;
+    if (r.first <= first && last <= r.second) return INSIDE;
+    return PARTIAL;
+}
+
+std::string show_range(uint32_t first, uint32_t last) {
+    auto one = [](uint32_t v) {
+        struct in_addr in;
+        in.s_addr = htonl(v);
+        char buf[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &in, buf, sizeof(buf));
+        return std::string(buf);
+    };
+    return one(first) + " - " + one(last);
+}
+
+std::string show_prefix(const Prefix& p) {
+    char buf[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(p.net.size() == 4 ? AF_INET : AF_INET6, p.net.data(), buf, sizeof(buf));
+    return std::string(buf) + "/" + std::to_string(p.length);
+}
+
+}  // namespace
+
 std::vector<ServerSubnet> server_subnets(const ConstElementPtr& server, int family) {
     std::vector<ServerSubnet> out;
     if (!server || server->getType() != Element::map) return out;
     const std::string key = family == 4 ? "subnet4" : "subnet6";
-    auto take = [&](const ConstElementPtr& list) {
+    auto take = [&](const ConstElementPtr& list, const std::string& at) {
         if (!list || list->getType() != Element::list) return;
-        for (const auto& s : list->listValue()) {
+        const auto& items = list->listValue();
+        for (size_t i = 0; i < items.size(); ++i) {
+            const auto& s = items[i];
             if (!s || s->getType() != Element::map) continue;
             auto id = s->get("id");
             auto prefix = s->get("subnet");
-            // Kea numbers subnets without an id itself; the hook can only name explicit ones.
-            if (!id || id->getType() != Element::integer || id->intValue() <= 0 || id->intValue() > SUBNET_ID_MAX) continue;
             if (!prefix || prefix->getType() != Element::string) continue;
+            ServerSubnet sub;
+            sub.where = at + key + "[" + std::to_string(i) + "]";
+            // Kea numbers subnets without an id itself; the hook can only name explicit ones.
+            sub.id = id && id->getType() == Element::integer && id->intValue() > 0 && id->intValue() <= SUBNET_ID_MAX
+                         ? static_cast<uint32_t>(id->intValue()) : 0;
             try {
-                out.push_back(ServerSubnet{static_cast<uint32_t>(id->intValue()),
-                                           parse_prefix(prefix->stringValue(), family, key)});
+                sub.prefix = parse_prefix(prefix->stringValue(), family, key);
             } catch (const ConfigError&) {
-                // Kea itself refuses a bad "subnet"; nothing for the hook to add.
+                continue;  // Kea itself refuses a bad "subnet"; nothing for the hook to add.
             }
+            auto pools = s->get("pools");
+            if (family == 4 && pools && pools->getType() == Element::list) {
+                for (const auto& p : pools->listValue()) {
+                    if (!p || p->getType() != Element::map) continue;
+                    auto text = p->get("pool");
+                    std::pair<uint32_t, uint32_t> range;
+                    if (text && text->getType() == Element::string && parse_pool4(text->stringValue(), range)) {
+                        sub.pools4.push_back(range);
+                    }
+                }
+            }
+            out.push_back(sub);
         }
     };
-    take(server->get(key));
+    take(server->get(key), "");
     if (auto nets = server->get("shared-networks")) {
         if (nets->getType() == Element::list) {
-            for (const auto& net : nets->listValue()) {
-                if (net && net->getType() == Element::map) take(net->get(key));
+            const auto& items = nets->listValue();
+            for (size_t i = 0; i < items.size(); ++i) {
+                if (items[i] && items[i]->getType() == Element::map) {
+                    take(items[i]->get(key), "shared-networks[" + std::to_string(i) + "].");
+                }
             }
         }
     }
@@ -329,6 +414,156 @@ void check_subnet_ids(const FamilyConfig& fam, const std::vector<ServerSubnet>& 
                               std::to_string(sub.id) + " (an explicit \"id\" in the server's configuration)");
         }
     }
+}
+
+void check_option_data(const ConstElementPtr& server, uint16_t code, int family) {
+    if (!server || server->getType() != Element::map) return;
+    const std::string space = family == 4 ? "dhcp4" : "dhcp6";
+    auto in_space = [&](const ConstElementPtr& m) {
+        auto sp = m->get("space");
+        return !sp || (sp->getType() == Element::string && sp->stringValue() == space);
+    };
+    // Names the configuration defines for the code (option-def); Kea's standard names for
+    // it are left to Kea (no standard option has the draft's codes).
+    std::set<std::string> names;
+    if (auto defs = server->get("option-def")) {
+        if (defs->getType() == Element::list) {
+            for (const auto& d : defs->listValue()) {
+                if (!d || d->getType() != Element::map || !in_space(d)) continue;
+                auto c = d->get("code");
+                auto n = d->get("name");
+                if (c && c->getType() == Element::integer && c->intValue() == code && n &&
+                    n->getType() == Element::string) {
+                    names.insert(n->stringValue());
+                }
+            }
+        }
+    }
+    std::function<void(const ConstElementPtr&, const std::string&)> walk =
+        [&](const ConstElementPtr& e, const std::string& at) {
+            if (!e) return;
+            if (e->getType() == Element::list) {
+                const auto& items = e->listValue();
+                for (size_t i = 0; i < items.size(); ++i) walk(items[i], at + "[" + std::to_string(i) + "]");
+                return;
+            }
+            if (e->getType() != Element::map) return;
+            for (const auto& kv : e->mapValue()) {
+                const std::string here = at + (at.empty() ? "" : ".") + kv.first;
+                if (kv.first != "option-data" || !kv.second || kv.second->getType() != Element::list) {
+                    if (kv.first != "hooks-libraries") walk(kv.second, here);
+                    continue;
+                }
+                const auto& items = kv.second->listValue();
+                for (size_t i = 0; i < items.size(); ++i) {
+                    const auto& o = items[i];
+                    if (!o || o->getType() != Element::map || !in_space(o)) continue;
+                    auto c = o->get("code");
+                    auto n = o->get("name");
+                    bool same = (c && c->getType() == Element::integer && c->intValue() == code) ||
+                                (n && n->getType() == Element::string && names.count(n->stringValue()));
+                    if (same) {
+                        throw ConfigError(here + "[" + std::to_string(i) + "]: sets option " + std::to_string(code) +
+                                          ", which the mptcp-cpe hook serves (" + (family == 4 ? "v4" : "v6") +
+                                          "-option-code): remove it, or give the hook another code");
+                    }
+                }
+            }
+        };
+    walk(server, "");
+}
+
+std::vector<Route> build_routes(const FamilyConfig& fam, const std::vector<ServerSubnet>& server) {
+    std::vector<Route> routes;
+    std::vector<uint32_t> ids;
+    for (const auto& sub : fam.subnets) {
+        if (!sub.id) continue;
+        for (const auto& s : server) {
+            if (s.id == sub.id) routes.push_back(Route{s.prefix, &sub.mcps});
+        }
+        ids.push_back(sub.id);
+    }
+    const size_t own = routes.size();
+    for (const auto& s : server) {
+        // Only subnets with an explicit id, as ever: Kea's own numbering is not stable.
+        if (!s.id || std::find(ids.begin(), ids.end(), s.id) != ids.end()) continue;
+        for (size_t i = 0; i < own; ++i) {
+            if (s.prefix.overlaps(routes[i].prefix)) {
+                routes.push_back(Route{s.prefix, nullptr});
+                break;
+            }
+        }
+    }
+    std::stable_sort(routes.begin(), routes.end(),
+                     [](const Route& a, const Route& b) { return a.prefix.length > b.prefix.length; });
+    return routes;
+}
+
+const Payloads* select_by_address(const FamilyConfig& fam, const std::vector<Route>& routes, const uint8_t* addr,
+                                  size_t addr_len) {
+    if (addr_len) {
+        for (const auto& r : routes) {
+            if (r.prefix.contains(addr, addr_len)) {
+                if (r.mcps) return r.mcps;
+                break;
+            }
+        }
+        for (const auto& sub : fam.subnets) {
+            if (!sub.id && sub.prefix.contains(addr, addr_len)) return &sub.mcps;
+        }
+    }
+    return fam.has_default ? &fam.default_mcps : nullptr;
+}
+
+std::vector<Placement> plan_v4(const FamilyConfig& fam, const std::vector<Route>& routes,
+                               const std::vector<ServerSubnet>& server) {
+    // What splits first..last: a route or a prefix entry holding only part of it ("" if none).
+    auto splitter = [&](uint32_t first, uint32_t last) -> std::string {
+        for (const auto& r : routes) {
+            if (relation4(r.prefix, first, last) != PARTIAL) continue;
+            for (const auto& sub : fam.subnets) {
+                if (&sub.mcps == r.mcps) return sub.where + " (subnet id " + std::to_string(sub.id) + ", " + show_prefix(r.prefix) + ")";
+            }
+            for (const auto& s : server) {
+                if (s.prefix == r.prefix) return s.where + " (" + show_prefix(r.prefix) + ", no MCPs of its own)";
+            }
+            return show_prefix(r.prefix);
+        }
+        for (const auto& sub : fam.subnets) {
+            if (!sub.id && relation4(sub.prefix, first, last) == PARTIAL) {
+                return sub.where + ".prefix (" + show_prefix(sub.prefix) + ")";
+            }
+        }
+        return "";
+    };
+    auto pick = [&](uint32_t first) {
+        uint32_t a = htonl(first);
+        return select_by_address(fam, routes, reinterpret_cast<const uint8_t*>(&a), 4);
+    };
+    const Payloads* fallback = fam.has_default ? &fam.default_mcps : nullptr;
+    std::vector<Placement> out;
+    for (size_t i = 0; i < server.size(); ++i) {
+        const ServerSubnet& s = server[i];
+        auto range = range4(s.prefix);
+        if (splitter(range.first, range.second).empty()) {
+            const Payloads* p = pick(range.first);
+            if (p && p != fallback) out.push_back(Placement{i, -1, p});
+            continue;
+        }
+        for (size_t j = 0; j < s.pools4.size(); ++j) {
+            const auto& pool = s.pools4[j];
+            std::string split = splitter(pool.first, pool.second);
+            if (!split.empty()) {
+                throw ConfigError(split + " holds part of the pool " + show_range(pool.first, pool.second) + " of " +
+                                  s.where + " (" + show_prefix(s.prefix) +
+                                  "): without client classes Kea itself sends the MCPs, per subnet or pool, "
+                                  "so each pool's addresses must all get the same MCPs");
+            }
+            const Payloads* p = pick(pool.first);
+            if (p && p != fallback) out.push_back(Placement{i, static_cast<int>(j), p});
+        }
+    }
+    return out;
 }
 
 bool Prefix::contains(const uint8_t* addr, size_t len) const {

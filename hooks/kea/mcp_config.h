@@ -63,19 +63,60 @@ public:
 // Parse the hook's "parameters" map (may be null: nothing configured). Resolves FQDNs.
 Config parse_config(const isc::data::ConstElementPtr& params);
 
-// A subnet of the server's own configuration that carries an explicit id.
+// A subnet of the server's own configuration (the value of "Dhcp4" / "Dhcp6").
 struct ServerSubnet {
-    uint32_t id;
+    uint32_t id;    // 0: none given (Kea numbers it; the hook cannot name it)
     Prefix prefix;
+    std::string where;  // "subnet4[0]", "shared-networks[1].subnet4[0]", for messages
+    std::vector<std::pair<uint32_t, uint32_t> > pools4;  // DHCPv4 pools, first and last, host order
 };
 
-// The subnets with an explicit id of a kea-dhcp4 / kea-dhcp6 configuration map (the value
-// of "Dhcp4" / "Dhcp6"): "subnet4"/"subnet6", top level and inside "shared-networks".
+// The subnets of a kea-dhcp4 / kea-dhcp6 configuration map: "subnet4"/"subnet6", top level
+// and inside "shared-networks". Entries Kea itself would refuse are left out.
 std::vector<ServerSubnet> server_subnets(const isc::data::ConstElementPtr& server, int family);
 
-// Every "id" entry of fam must name one of the server's subnets; throws ConfigError naming
-// the entry otherwise.
+// Every "id" entry of fam must name one of the server's subnets (by an explicit id); throws
+// ConfigError naming the entry otherwise.
 void check_subnet_ids(const FamilyConfig& fam, const std::vector<ServerSubnet>& subnets, int family);
+
+// The hook owns its option code: option-data for it anywhere in the server's own
+// configuration (global, shared network, subnet, pool, class, reservation) would compete
+// with the hook's MCPs. Throws ConfigError naming where.
+void check_option_data(const isc::data::ConstElementPtr& server, uint16_t code, int family);
+
+// How "subnets" entries pick a client's MCPs by the address it is given: the most specific
+// of the hook's "id" subnets and the server subnets overlapping them that holds the address
+// (null mcps: a server subnet without an entry of its own), then the first "prefix" entry
+// holding it. Built once per configuration, most specific first.
+struct Route {
+    Prefix prefix;
+    const Payloads* mcps;
+};
+std::vector<Route> build_routes(const FamilyConfig& fam, const std::vector<ServerSubnet>& server);
+
+// The MCPs of an address by fam's subnet entries, else fam's default (null: none). Classes
+// are the caller's (they need the packet).
+const Payloads* select_by_address(const FamilyConfig& fam, const std::vector<Route>& routes, const uint8_t* addr,
+                                  size_t addr_len);
+
+// Whether Kea itself sends the DHCPv4 option (no per-packet callout): only client classes
+// need the callout. Kea ranks subnet options above class options and takes a client's
+// classes in its own order, while the hook's rule is the client's first class in the hook's
+// list, then its subnet, then the default.
+inline bool v4_served_by_kea(const Config& c) { return c.v4.classes.empty(); }
+
+// DHCPv4 without client classes: where Kea itself can carry the MCPs, so that no packet
+// needs the hook. Each server subnet whose addresses all get the same MCPs by
+// select_by_address gets them (unless they are the default, which goes global); a subnet
+// whose addresses differ gets them per pool instead. Throws ConfigError naming the entry
+// and the pool when a pool's own addresses would get different MCPs.
+struct Placement {
+    size_t subnet;  // index into the server subnets
+    int pool;       // index into its pools4; -1: the subnet itself
+    const Payloads* mcps;
+};
+std::vector<Placement> plan_v4(const FamilyConfig& fam, const std::vector<Route>& routes,
+                               const std::vector<ServerSubnet>& server);
 
 // Short human description of what is configured, for the load log line.
 std::string describe(const Config& config);

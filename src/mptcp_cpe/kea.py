@@ -106,6 +106,11 @@ def subnets(host: str, field: str, raw: Any, family: int) -> list[dict]:
             raise InventoryError(host, f"{where}.subnet", f"not an IPv{family} prefix", s["subnet"])
         if net in seen_nets:
             raise InventoryError(host, f"{where}.subnet", f"already used by {field}[{seen_nets[net]}]", s["subnet"])
+        # A client's MCPs follow its subnet: subnets inside one another would make that
+        # depend on where in the wider one the address lies.
+        for other, j in seen_nets.items():
+            if net.overlaps(other):
+                raise InventoryError(host, f"{where}.subnet", f"overlaps {field}[{j}] ({other})", s["subnet"])
         seen_nets[net] = i
         # No interface: the subnet is reached through relays (selected by the relay's address).
         if "interface" in s and not is_ifname(s["interface"]):

@@ -5,6 +5,10 @@ its own lists; a DHCPv4 option over 255 octets is split on the wire and joined a
 the clients; an FQDN becomes one MCP with all its addresses; DHCPv6 carries one instance
 per MCP; bad parameters make Kea refuse the configuration, with the entry named, and
 kea-mptcp-check says the same.
+
+DHCPv4 without client classes is served by Kea itself from the options the hook put into
+its configuration (no pkt4_send callout is registered then); with classes, by the callout.
+The same answers are expected either way; the log says which path served them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 from pathlib import Path
@@ -34,6 +39,8 @@ CHECK = KEA / "build" / "kea-mptcp-check"
 PY = str(VENV_BIN / "python")
 
 LISTS = [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]
+NATIVE = "mptcp-cpe hook: DHCPv4 option 224 sent by Kea from its own configuration (no per-packet callout): "
+PER_PACKET = "mptcp-cpe hook: DHCPv4 option 224 added per packet (pkt4_send)"
 # Over 255 octets: one full list (63 addresses, list-len 252) and one of 3.
 BIG = [[f"198.51.100.{i}" for i in range(10, 73)], ["203.0.113.7", "203.0.113.8", "203.0.113.9"]]
 
@@ -177,7 +184,10 @@ def test_option_only_when_requested_udhcpc_and_dhclient(tmp_path, procs):
         assert options.decode_v4(bytes.fromhex(env["opt224"])) == LISTS
         assert "opt224" not in udhcpc_env(tmp_path, cli)
         assert option_bytes(dhclient_value(procs, tmp_path, cli)) == data
-        assert "mptcp-cpe hook: loaded" in procs.log("kea4")
+        log = procs.log("kea4")
+        assert "mptcp-cpe hook: loaded" in log
+        assert NATIVE + "default (global), 0 subnet(s), 0 pool(s)" in log
+        assert PER_PACKET not in log
 
 
 def test_other_option_code(tmp_path, procs):
@@ -229,22 +239,50 @@ def test_class_then_subnet_id_then_default(tmp_path, procs):
                                        ("west", c2, ("-V", "west-cpe"))]}
         assert got == {"sub1": sub1, "sub2": sub2, "none": default, "west": west}
         assert "mptcp-cpe hook: 2 subnet id(s) of v4 bound" in procs.log("kea4")
+        assert PER_PACKET in procs.log("kea4") and NATIVE not in procs.log("kea4")
         assert "DHCP4_MULTI_THREADING_INFO enabled: yes" in procs.log("kea4")
 
 
-@pytest.mark.parametrize(("other", "expected"), [
-    ({"id": 3, "subnet": "192.0.2.0/25"}, [["198.51.100.99"]]),    # holds the address: the default
-    ({"id": 3, "subnet": "192.0.2.128/25"}, [["203.0.113.1"]]),    # does not: subnet 1's
+@pytest.mark.parametrize(("other", "expected", "placed"), [
+    # holds the address: the default (global)
+    ({"id": 3, "subnet": "192.0.2.0/25"}, [["198.51.100.99"]], "0 subnet(s), 0 pool(s)"),
+    # does not: subnet 1's, on subnet 1's pool (its upper half's addresses get them, its lower half's not)
+    ({"id": 3, "subnet": "192.0.2.128/25"}, [["203.0.113.1"]], "0 subnet(s), 1 pool(s)"),
 ])
-def test_most_specific_server_subnet_decides(tmp_path, procs, other, expected):
+def test_most_specific_server_subnet_decides(tmp_path, procs, other, expected, placed):
     """An address is matched to the most specific of the server's subnets that holds it:
-    inside a narrower subnet without an entry of its own, the client gets the default."""
+    inside a narrower subnet without an entry of its own, the client gets the default.
+    Served by Kea: a subnet whose addresses get different MCPs carries them per pool."""
     params = {"v4": {"mcps": [["198.51.100.99"]], "subnets": [{"id": 1, "mcps": [["203.0.113.1"]]}]}}
     subnets = [{"id": 1, "subnet": "192.0.2.0/24", "interface": "a0", "pools": [{"pool": "192.0.2.100 - 192.0.2.110"}]},
                other]
     with link_pair("t-kea-8", ["192.0.2.1/24"], []) as (srv, cli):
         start_kea4(procs, tmp_path, srv, kea4_config(params, subnets))
         assert options.decode_v4(bytes.fromhex(udhcpc_env(tmp_path, cli, "-O", "224")["opt224"])) == expected
+        assert NATIVE + "default (global), " + placed in procs.log("kea4")
+
+
+def test_reload_serves_the_new_lists_once(tmp_path, procs):
+    """Kea rereads its configuration on SIGHUP (how roles/isp_dhcp applies one): the hook
+    puts the new lists into the new configuration; the old ones are gone with the old one.
+    Multi-threaded: Kea's packet threads read the options the hook put in."""
+    first, second = [["203.0.113.1"]], [["203.0.113.9"], ["198.51.100.9"]]
+    params = {"v4": {"mcps": [["198.51.100.99"]], "subnets": [{"id": 1, "mcps": first}]}}
+    cfg = kea4_config(params)
+    cfg["Dhcp4"]["multi-threading"] = {"enable-multi-threading": True, "thread-pool-size": 2, "packet-queue-size": 16}
+    with link_pair("t-kea-9", ["192.0.2.1/24"], []) as (srv, cli):
+        kea = start_kea4(procs, tmp_path, srv, cfg)
+        assert options.decode_v4(bytes.fromhex(udhcpc_env(tmp_path, cli, "-O", "224")["opt224"])) == first
+        path = tmp_path / "kea4.json"
+        cfg = json.loads(path.read_text())
+        cfg["Dhcp4"]["hooks-libraries"][0]["parameters"]["v4"]["subnets"][0]["mcps"] = second
+        path.write_text(json.dumps(cfg))
+        kea.send_signal(signal.SIGHUP)
+        wait_for("the reloaded configuration", lambda: procs.log("kea4").count(NATIVE) == 2 or kea.poll() is not None)
+        assert kea.poll() is None, procs.log("kea4")[-3000:]
+        # The client's lease from before the reload is still Kea's: it is given again, with the new lists.
+        for _ in range(2):
+            assert options.decode_v4(bytes.fromhex(udhcpc_env(tmp_path, cli, "-O", "224")["opt224"])) == second
 
 
 def test_prefix_entries_and_nothing_when_nothing_applies(tmp_path, procs):
@@ -372,14 +410,16 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("params", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
-def test_bad_parameters_are_refused_naming_the_entry(tmp_path, params, message):
+def assert_refused(tmp_path, params, message, change=None):
+    """kea-mptcp-check and kea-dhcp4 both refuse the configuration, with the same line."""
     path = tmp_path / "kea4.json"
     # No interfaces: a config Kea accepted would open no socket (and is a failure here).
     cfg = kea4_config(params, interfaces=())
     cfg["Dhcp4"]["subnet4"][0].pop("interface")
     cfg["Dhcp4"]["lease-database"] = {"type": "memfile", "persist": False}
     cfg["Dhcp4"]["loggers"] = [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}], "severity": "INFO"}]
+    if change:
+        change(cfg["Dhcp4"])
     path.write_text(json.dumps(cfg))
     check = subprocess.run([str(CHECK), str(path)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 1 and message in check.stdout, check.stdout
@@ -388,6 +428,53 @@ def test_bad_parameters_are_refused_naming_the_entry(tmp_path, params, message):
     assert kea.returncode != 0
     log = kea.stdout + kea.stderr
     assert f"mptcp-cpe hook: parameters refused: {check.stdout.strip()}" in log, log[-3000:]
+
+
+@pytest.mark.parametrize(("params", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_bad_parameters_are_refused_naming_the_entry(tmp_path, params, message):
+    assert_refused(tmp_path, params, message)
+
+
+def _conflict_in_subnet(d4):
+    d4["subnet4"][0]["option-data"] = [{"code": 224, "data": "04CB007101", "csv-format": False}]
+
+
+def _conflict_by_name_in_class(d4):
+    d4["option-def"] = [{"name": "mcp", "code": 224, "type": "binary"}]
+    d4["client-classes"] = [{"name": "X", "test": "'a' == 'a'", "option-data": [{"name": "mcp", "data": "04CB007101"}]}]
+
+
+def _prefix_splits_a_pool(d4):
+    d4["hooks-libraries"][0]["parameters"] = {"v4": {"subnets": [{"prefix": "192.0.2.96/29", "mcps": LISTS}]}}
+
+
+def _other_space_is_not_a_conflict(d4):
+    d4["option-def"] = [{"name": "sub", "code": 224, "type": "uint8", "space": "vendor-x"}]
+    d4["option-data"] = [{"name": "sub", "code": 224, "space": "vendor-x", "data": "1"}]
+
+
+BAD_SERVER = [
+    (_conflict_in_subnet, "subnet4[0].option-data[0]: sets option 224, which the mptcp-cpe hook serves (v4-option-code)"),
+    (_conflict_by_name_in_class, "client-classes[0].option-data[0]: sets option 224"),
+    (_prefix_splits_a_pool, "v4.subnets[0].prefix (192.0.2.96/29) holds part of the pool 192.0.2.100 - 192.0.2.110 of "
+                            "subnet4[0] (192.0.2.0/24): without client classes Kea itself sends the MCPs"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_SERVER, ids=[c.__name__.strip("_") for c, _ in BAD_SERVER])
+def test_server_configs_the_hook_cannot_serve_are_refused(tmp_path, change, message):
+    """Checked when Kea hands the hook its configuration (dhcp4_srv_configured), and by
+    kea-mptcp-check before a configuration is used."""
+    assert_refused(tmp_path, {"v4": {"mcps": LISTS}}, message, change)
+
+
+def test_option_in_another_space_is_no_conflict(tmp_path):
+    cfg = kea4_config({"v4": {"mcps": LISTS}})
+    _other_space_is_not_a_conflict(cfg["Dhcp4"])
+    path = tmp_path / "kea4.json"
+    path.write_text(json.dumps(cfg))
+    check = subprocess.run([str(CHECK), str(path)], capture_output=True, text=True, timeout=60)
+    assert (check.returncode, check.stdout.strip()) == (0, "ok")
 
 
 def test_check_accepts_a_good_config_with_kea_comments(tmp_path):

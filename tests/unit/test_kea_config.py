@@ -76,6 +76,10 @@ def sub(**changes):
     ({"subnets_raw": sub(mcps=[["2001:db8::1"]])}, "isp_dhcp_v4_subnets[0].mcps[0][0]", "2001:db8::1"),
     ({"subnets_raw": sub(mcps=[["192.0.2.%d" % i for i in range(1, 65)]])}, "isp_dhcp_v4_subnets[0].mcps[0]", 64),
     ({"subnets_raw": [SUB4[0], dict(SUB4[1], id=1)]}, "isp_dhcp_v4_subnets[1].id", 1),
+    ({"subnets_raw": [SUB4[0], dict(SUB4[1], subnet="192.0.2.0/24", pool="192.0.2.10-192.0.2.20")]},
+     "isp_dhcp_v4_subnets[1].subnet", "192.0.2.0/24"),
+    ({"subnets_raw": [SUB4[0], dict(SUB4[1], subnet="192.0.2.128/25", pool="192.0.2.130-192.0.2.140")]},
+     "isp_dhcp_v4_subnets[1].subnet", "192.0.2.128/25"),
     ({"subnets_raw": sub(interface="eth 0")}, "isp_dhcp_v4_subnets[0].interface", "eth 0"),
     ({"option_code_raw": 300}, "isp_dhcp_v4_option_code", 300),
     ({"option_code_raw": "224"}, "isp_dhcp_v4_option_code", "224"),
@@ -88,6 +92,12 @@ def test_bad_inventory_names_the_field(kw, field, value):
         kea4(**kw)
     assert info.value.host == HOST and info.value.field == field and info.value.value == value
     assert str(info.value).startswith(f"{HOST}: {field}: ")
+
+
+def test_overlapping_subnets_are_named():
+    with pytest.raises(InventoryError, match=r"isp_dhcp_v4_subnets\[1\].subnet: overlaps isp_dhcp_v4_subnets\[0\] "
+                                             r"\(192.0.2.0/24\)"):
+        kea4(subnets_raw=[SUB4[0], dict(SUB4[1], subnet="192.0.2.128/25", pool="192.0.2.130-192.0.2.140")])
 
 
 def test_v6_rejects_mapped_loopback_and_a_router():
