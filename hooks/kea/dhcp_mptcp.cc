@@ -161,7 +161,9 @@ void serve_natively(CalloutHandle& handle, const mptcp_cpe::FamilyConfig& fam,
         Subnet4Ptr subnet;
         for (const auto& s : *srv->getCfgSubnets4()->getAll()) {
             auto prefix = s->get();
-            if (prefix.second == want.prefix.length && prefix.first.toBytes() == want.prefix.net) {
+            mptcp_cpe::Prefix have{prefix.first.toBytes(), prefix.second};
+            // Kea keeps a prefix as written ("192.0.2.5/24"): compare the networks.
+            if (have.length == want.prefix.length && have.contains(want.prefix.net.data(), want.prefix.net.size())) {
                 subnet = s;
                 break;
             }

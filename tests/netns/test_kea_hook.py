@@ -262,6 +262,15 @@ def test_most_specific_server_subnet_decides(tmp_path, procs, other, expected, p
         assert NATIVE + "default (global), " + placed in procs.log("kea4")
 
 
+def test_subnet_written_with_host_bits(tmp_path, procs):
+    """Kea keeps "192.0.2.5/24" as written; the hook finds it by its network all the same."""
+    subnets = [{"id": 1, "subnet": "192.0.2.5/24", "interface": "a0", "pools": [{"pool": "192.0.2.100 - 192.0.2.110"}]}]
+    with link_pair("t-kea-10", ["192.0.2.1/24"], []) as (srv, cli):
+        start_kea4(procs, tmp_path, srv, kea4_config({"v4": {"subnets": [{"id": 1, "mcps": LISTS}]}}, subnets))
+        assert options.decode_v4(bytes.fromhex(udhcpc_env(tmp_path, cli, "-O", "224")["opt224"])) == LISTS
+        assert NATIVE + "1 subnet(s), 0 pool(s)" in procs.log("kea4")
+
+
 def test_reload_serves_the_new_lists_once(tmp_path, procs):
     """Kea rereads its configuration on SIGHUP (how roles/isp_dhcp applies one): the hook
     puts the new lists into the new configuration; the old ones are gone with the old one.
