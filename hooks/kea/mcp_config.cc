@@ -291,6 +291,15 @@ Config parse_config(const ConstElementPtr& params) {
 
 namespace {
 
+// The first and last address of an IPv4 prefix (host order).
+std::pair<uint32_t, uint32_t> range4(const Prefix& p) {
+    uint32_t net = 0;
+    std::memcpy(&net, p.net.data(), 4);
+    net = ntohl(net);
+    uint32_t host = p.length >= 32 ? 0 : 0xffffffffu >> p.length;
+    return std::make_pair(net & ~host, net | host);
+}
+
 // A DHCPv4 pool, "FIRST - LAST" or "PREFIX/LEN", as first and last address (host order).
 bool parse_pool4(const std::string& text, std::pair<uint32_t, uint32_t>& out) {
     auto addr = [](std::string a, uint32_t& v) {
@@ -309,21 +318,11 @@ bool parse_pool4(const std::string& text, std::pair<uint32_t, uint32_t>& out) {
     try {
         std::string t = text;
         t.erase(std::remove(t.begin(), t.end(), ' '), t.end());
-        Prefix p = parse_prefix(t, 4, "pool");
-        uint32_t net = ntohl(*reinterpret_cast<const uint32_t*>(p.net.data()));
-        uint32_t host = p.length ? (p.length == 32 ? 0 : 0xffffffffu >> p.length) : 0xffffffffu;
-        out = std::make_pair(net & ~host, net | host);
+        out = range4(parse_prefix(t, 4, "pool"));
         return true;
     } catch (const ConfigError&) {
         return false;
     }
-}
-
-// The first and last address of an IPv4 prefix (host order).
-std::pair<uint32_t, uint32_t> range4(const Prefix& p) {
-    uint32_t net = ntohl(*reinterpret_cast<const uint32_t*>(p.net.data()));
-    uint32_t host = p.length >= 32 ? 0 : 0xffffffffu >> p.length;
-    return std::make_pair(net & ~host, net | host);
 }
 
 // Whether a prefix holds none, all or only part of the addresses first..last.
@@ -335,15 +334,16 @@ Relation relation4(const Prefix& p, uint32_t first, uint32_t last) {
     return PARTIAL;
 }
 
+std::string show4(uint32_t v) {
+    struct in_addr in;
+    in.s_addr = htonl(v);
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &in, buf, sizeof(buf));
+    return buf;
+}
+
 std::string show_range(uint32_t first, uint32_t last) {
-    auto one = [](uint32_t v) {
-        struct in_addr in;
-        in.s_addr = htonl(v);
-        char buf[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &in, buf, sizeof(buf));
-        return std::string(buf);
-    };
-    return one(first) + " - " + one(last);
+    return show4(first) + " - " + show4(last);
 }
 
 std::string show_prefix(const Prefix& p) {
@@ -358,6 +358,21 @@ std::vector<ServerSubnet> server_subnets(const ConstElementPtr& server, int fami
     std::vector<ServerSubnet> out;
     if (!server || server->getType() != Element::map) return out;
     const std::string key = family == 4 ? "subnet4" : "subnet6";
+    // Reserved addresses ("ip-address"), of a subnet's own reservations or of global ones
+    // that lie in it.
+    auto take_reservations = [](ServerSubnet& sub, const ConstElementPtr& list, const std::string& at) {
+        if (!list || list->getType() != Element::list) return;
+        const auto& items = list->listValue();
+        for (size_t i = 0; i < items.size(); ++i) {
+            if (!items[i] || items[i]->getType() != Element::map) continue;
+            auto ip = items[i]->get("ip-address");
+            struct in_addr in;
+            if (!ip || ip->getType() != Element::string || inet_pton(AF_INET, ip->stringValue().c_str(), &in) != 1) continue;
+            uint32_t a = ntohl(in.s_addr);
+            if (!sub.prefix.contains(reinterpret_cast<const uint8_t*>(&in.s_addr), 4)) continue;
+            sub.reserved4.push_back(std::make_pair(a, at + "[" + std::to_string(i) + "]"));
+        }
+    };
     auto take = [&](const ConstElementPtr& list, const std::string& at) {
         if (!list || list->getType() != Element::list) return;
         const auto& items = list->listValue();
@@ -388,6 +403,7 @@ std::vector<ServerSubnet> server_subnets(const ConstElementPtr& server, int fami
                     }
                 }
             }
+            if (family == 4) take_reservations(sub, s->get("reservations"), sub.where + ".reservations");
             out.push_back(sub);
         }
     };
@@ -401,6 +417,9 @@ std::vector<ServerSubnet> server_subnets(const ConstElementPtr& server, int fami
                 }
             }
         }
+    }
+    if (family == 4) {
+        for (auto& sub : out) take_reservations(sub, server->get("reservations"), "reservations");
     }
     return out;
 }
@@ -561,6 +580,18 @@ std::vector<Placement> plan_v4(const FamilyConfig& fam, const std::vector<Route>
             }
             const Payloads* p = pick(pool.first);
             if (p && p != fallback) out.push_back(Placement{i, static_cast<int>(j), p});
+        }
+        // Outside every pool only the global default reaches a client of this subnet.
+        for (const auto& r : s.reserved4) {
+            bool in_pool = std::any_of(s.pools4.begin(), s.pools4.end(), [&](const std::pair<uint32_t, uint32_t>& pool) {
+                return pool.first <= r.first && r.first <= pool.second;
+            });
+            if (in_pool || pick(r.first) == fallback) continue;
+            throw ConfigError(r.second + " (" + show4(r.first) +
+                              ") lies outside every pool of " + s.where + " (" + show_prefix(s.prefix) +
+                              "), whose addresses get different MCPs (" + splitter(range.first, range.second) +
+                              " holds part of it): without client classes Kea itself sends the MCPs, per subnet or "
+                              "pool, and there only the default would reach it");
         }
     }
     return out;

@@ -69,6 +69,9 @@ struct ServerSubnet {
     Prefix prefix;
     std::string where;  // "subnet4[0]", "shared-networks[1].subnet4[0]", for messages
     std::vector<std::pair<uint32_t, uint32_t> > pools4;  // DHCPv4 pools, first and last, host order
+    // DHCPv4 reserved addresses in it (its own reservations and global ones), host order,
+    // with where they are written ("subnet4[0].reservations[1]").
+    std::vector<std::pair<uint32_t, std::string> > reserved4;
 };
 
 // The subnets of a kea-dhcp4 / kea-dhcp6 configuration map: "subnet4"/"subnet6", top level
@@ -109,7 +112,9 @@ inline bool v4_served_by_kea(const Config& c) { return c.v4.classes.empty(); }
 // needs the hook. Each server subnet whose addresses all get the same MCPs by
 // select_by_address gets them (unless they are the default, which goes global); a subnet
 // whose addresses differ gets them per pool instead. Throws ConfigError naming the entry
-// and the pool when a pool's own addresses would get different MCPs.
+// and the pool when a pool's own addresses would get different MCPs, or naming a
+// reservation outside every pool of such a subnet whose address should get other MCPs than
+// the default (only the default reaches it there).
 struct Placement {
     size_t subnet;  // index into the server subnets
     int pool;       // index into its pools4; -1: the subnet itself

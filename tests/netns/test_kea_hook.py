@@ -462,7 +462,21 @@ def _other_space_is_not_a_conflict(d4):
     d4["option-data"] = [{"name": "sub", "code": 224, "space": "vendor-x", "data": "1"}]
 
 
+def _reservation_outside_the_pools_of_a_split_subnet(d4):
+    # Subnet 1 (192.0.2.0/24) has its own MCPs, except in the nested subnet 3 (192.0.2.0/25):
+    # the reservation at .200 should get subnet 1's, but outside every pool only the default
+    # (global) reaches it. The one at .20 gets the default anyway, so it is fine.
+    d4["hooks-libraries"][0]["parameters"] = {"v4": {"mcps": [["198.51.100.99"]], "subnets": [{"id": 1, "mcps": LISTS}]}}
+    d4["subnet4"][0]["pools"] = [{"pool": "192.0.2.130 - 192.0.2.140"}]
+    d4["subnet4"][0]["reservations"] = [{"hw-address": "02:00:00:00:00:01", "ip-address": "192.0.2.20"},
+                                        {"hw-address": "02:00:00:00:00:02", "ip-address": "192.0.2.200"}]
+    d4["subnet4"].append({"id": 3, "subnet": "192.0.2.0/25"})
+
+
 BAD_SERVER = [
+    (_reservation_outside_the_pools_of_a_split_subnet,
+     "subnet4[0].reservations[1] (192.0.2.200) lies outside every pool of subnet4[0] (192.0.2.0/24), whose addresses get "
+     "different MCPs (subnet4[1] (192.0.2.0/25, no MCPs of its own) holds part of it)"),
     (_conflict_in_subnet, "subnet4[0].option-data[0]: sets option 224, which the mptcp-cpe hook serves (v4-option-code)"),
     (_conflict_by_name_in_class, "client-classes[0].option-data[0]: sets option 224"),
     (_prefix_splits_a_pool, "v4.subnets[0].prefix (192.0.2.96/29) holds part of the pool 192.0.2.100 - 192.0.2.110 of "
@@ -480,6 +494,16 @@ def test_server_configs_the_hook_cannot_serve_are_refused(tmp_path, change, mess
 def test_option_in_another_space_is_no_conflict(tmp_path):
     cfg = kea4_config({"v4": {"mcps": LISTS}})
     _other_space_is_not_a_conflict(cfg["Dhcp4"])
+    path = tmp_path / "kea4.json"
+    path.write_text(json.dumps(cfg))
+    check = subprocess.run([str(CHECK), str(path)], capture_output=True, text=True, timeout=60)
+    assert (check.returncode, check.stdout.strip()) == (0, "ok")
+
+
+def test_reservations_a_pool_or_the_default_reaches_are_accepted(tmp_path):
+    cfg = kea4_config({"v4": {"mcps": LISTS}})
+    _reservation_outside_the_pools_of_a_split_subnet(cfg["Dhcp4"])
+    cfg["Dhcp4"]["subnet4"][0]["reservations"][1]["ip-address"] = "192.0.2.135"   # in the pool
     path = tmp_path / "kea4.json"
     path.write_text(json.dumps(cfg))
     check = subprocess.run([str(CHECK), str(path)], capture_output=True, text=True, timeout=60)
