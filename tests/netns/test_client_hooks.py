@@ -217,6 +217,11 @@ def test_dhclient_bound_then_release(tmp_path, procs):
         assert state["b0"]["v4"]["mcps"] == MCP_LISTS
         assert state["b0"]["v4"]["client"] == "dhclient" and state["b0"]["v4"]["event"] in ("BOUND", "REBOOT")
         assert [r.split() for r in b0_default_routes(cli)] == [["default", "via", "192.0.2.1", "metric", str(METRIC)]]
+        # dhclient -r releases the lease it finds in the lease file: the running client writes
+        # it only after its BOUND script (which wrote mcp.json) returns. Without it, -r stops
+        # the client and sends nothing, and the script never sees RELEASE (CI saw this once).
+        leases = tmp_path / "dhclient.leases"
+        wait_for("dhclient to record its lease", lambda: leases.exists() and "192.0.2." in leases.read_text(), timeout=10)
         # dhclient -r: release the lease, stop the running client; the script runs with RELEASE.
         release = sh(*dhclient(tmp_path, script, conf, "-r"), ns=cli, timeout=30)
         assert release.returncode == 0, release.stderr
