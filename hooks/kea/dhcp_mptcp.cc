@@ -141,23 +141,22 @@ bool requested(const Pkt& query, uint16_t list_code, uint16_t code) {
     return false;
 }
 
-// DHCPv4 without classes: put the options where plan_v4 says, in the configuration Kea is
-// about to use. Kea's subnets and pools are found by their prefix and range (Kea refuses two
-// subnets with one prefix).
+// DHCPv4 without classes: put the options where bind_server placed them, in the
+// configuration Kea is about to use. Kea's subnets and pools are found by their prefix and
+// range (Kea refuses two subnets with one prefix).
 void serve_natively(CalloutHandle& handle, const mptcp_cpe::FamilyConfig& fam,
-                    const std::vector<mptcp_cpe::ServerSubnet>& server) {
+                    const mptcp_cpe::ServerBinding& bound) {
     SrvConfigPtr srv;
     handle.getArgument("server_config", srv);
     if (!srv) throw mptcp_cpe::ConfigError("Kea passed no server configuration to dhcp4_srv_configured");
-    std::vector<mptcp_cpe::Placement> plan = mptcp_cpe::plan_v4(fam, routes4, server);
     auto add = [](const CfgOptionPtr& cfg, const mptcp_cpe::Payloads& p) {
         const std::vector<OptionPtr>* opts = options_of(p);
         if (opts && !opts->empty()) cfg->add(OptionDescriptor(opts->front(), false), DHCP4_OPTION_SPACE);
     };
     if (fam.has_default) add(srv->getCfgOption(), fam.default_mcps);
     size_t n_subnets = 0, n_pools = 0;
-    for (const auto& placement : plan) {
-        const mptcp_cpe::ServerSubnet& want = server[placement.subnet];
+    for (const auto& placement : bound.placements) {
+        const mptcp_cpe::ServerSubnet& want = bound.subnets[placement.subnet];
         Subnet4Ptr subnet;
         for (const auto& s : *srv->getCfgSubnets4()->getAll()) {
             auto prefix = s->get();
@@ -206,16 +205,14 @@ int configure(CalloutHandle& handle, int family) {
         handle.getArgument("json_config", json);
         const char* wrapper = family == 4 ? "Dhcp4" : "Dhcp6";
         if (json && json->getType() == isc::data::Element::map && json->get(wrapper)) json = json->get(wrapper);
-        std::vector<mptcp_cpe::ServerSubnet> server = mptcp_cpe::server_subnets(json, family);
-        mptcp_cpe::check_subnet_ids(fam, server, family);
-        mptcp_cpe::check_option_data(json, family == 4 ? config->v4_code : config->v6_code, family);
-        routes = mptcp_cpe::build_routes(fam, server);
+        mptcp_cpe::ServerBinding bound = mptcp_cpe::bind_server(*config, json, family);
         size_t n_ids = std::count_if(fam.subnets.begin(), fam.subnets.end(),
                                      [](const mptcp_cpe::SubnetMcps& s) { return s.id != 0; });
         if (n_ids) {
             LOG_INFO(logger, MPTCP_SUBNETS_BOUND).arg(n_ids).arg(family == 4 ? "v4" : "v6");
         }
-        if (family == 4 && mptcp_cpe::v4_served_by_kea(*config)) serve_natively(handle, fam, server);
+        if (family == 4 && mptcp_cpe::v4_served_by_kea(*config)) serve_natively(handle, fam, bound);
+        routes = std::move(bound.routes);
     } catch (const std::exception& e) {
         routes.clear();
         LOG_ERROR(logger, MPTCP_LOAD_ERROR).arg(e.what());

@@ -11,7 +11,6 @@
 #include <iostream>
 #include <sstream>
 #include <string>
-#include <vector>
 
 using isc::data::ConstElementPtr;
 using isc::data::Element;
@@ -86,16 +85,7 @@ int main(int argc, char** argv) {
                     continue;
                 }
                 mptcp_cpe::Config config = mptcp_cpe::parse_config(lib->get("parameters"));
-                const mptcp_cpe::FamilyConfig& fam = family == 4 ? config.v4 : config.v6;
-                if (!fam.empty()) {
-                    // What dhcpN_srv_configured checks, on the same code.
-                    std::vector<mptcp_cpe::ServerSubnet> server = mptcp_cpe::server_subnets(srv, family);
-                    mptcp_cpe::check_subnet_ids(fam, server, family);
-                    mptcp_cpe::check_option_data(srv, family == 4 ? config.v4_code : config.v6_code, family);
-                    if (family == 4 && mptcp_cpe::v4_served_by_kea(config)) {
-                        mptcp_cpe::plan_v4(fam, mptcp_cpe::build_routes(fam, server), server);
-                    }
-                }
+                mptcp_cpe::bind_server(config, srv, family);  // what dhcpN_srv_configured checks
                 ++found;
             }
         }

@@ -335,11 +335,10 @@ Relation relation4(const Prefix& p, uint32_t first, uint32_t last) {
 }
 
 std::string show4(uint32_t v) {
-    struct in_addr in;
-    in.s_addr = htonl(v);
-    char buf[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &in, buf, sizeof(buf));
-    return buf;
+    std::vector<uint8_t> a(4);
+    v = htonl(v);
+    std::memcpy(a.data(), &v, 4);
+    return show(a);
 }
 
 std::string show_range(uint32_t first, uint32_t last) {
@@ -347,9 +346,7 @@ std::string show_range(uint32_t first, uint32_t last) {
 }
 
 std::string show_prefix(const Prefix& p) {
-    char buf[INET6_ADDRSTRLEN] = "?";
-    inet_ntop(p.net.size() == 4 ? AF_INET : AF_INET6, p.net.data(), buf, sizeof(buf));
-    return std::string(buf) + "/" + std::to_string(p.length);
+    return show(p.net) + "/" + std::to_string(p.length);
 }
 
 }  // namespace
@@ -594,6 +591,19 @@ std::vector<Placement> plan_v4(const FamilyConfig& fam, const std::vector<Route>
                               "pool, and there only the default would reach it");
         }
     }
+    return out;
+}
+
+ServerBinding bind_server(const Config& config, const ConstElementPtr& server, int family) {
+    ServerBinding out;
+    const FamilyConfig& fam = family == 4 ? config.v4 : config.v6;
+    if (fam.empty()) return out;
+    std::vector<ServerSubnet> subnets = server_subnets(server, family);
+    check_subnet_ids(fam, subnets, family);
+    check_option_data(server, family == 4 ? config.v4_code : config.v6_code, family);
+    out.routes = build_routes(fam, subnets);
+    if (family == 4 && v4_served_by_kea(config)) out.placements = plan_v4(fam, out.routes, subnets);
+    out.subnets = std::move(subnets);
     return out;
 }
 

@@ -123,6 +123,17 @@ struct Placement {
 std::vector<Placement> plan_v4(const FamilyConfig& fam, const std::vector<Route>& routes,
                                const std::vector<ServerSubnet>& server);
 
+// Everything dhcpN_srv_configured checks and works out from the server's configuration map
+// (the value of "Dhcp4" / "Dhcp6"), in one place for the hook and kea-mptcp-check: subnet
+// ids, no option-data for the hook's code, the routes, and for DHCPv4 served by Kea the
+// placements. Throws ConfigError naming the entry. Empty when the family has no MCPs.
+struct ServerBinding {
+    std::vector<ServerSubnet> subnets;
+    std::vector<Route> routes;          // point into the Config's payloads
+    std::vector<Placement> placements;  // indices into subnets
+};
+ServerBinding bind_server(const Config& config, const isc::data::ConstElementPtr& server, int family);
+
 // Short human description of what is configured, for the load log line.
 std::string describe(const Config& config);
 
