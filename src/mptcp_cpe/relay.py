@@ -36,6 +36,8 @@ import struct
 import time
 from collections.abc import Callable
 
+from .sdnotify import sd_notify
+
 log = logging.getLogger(__name__)
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -344,24 +346,6 @@ def worker_ready() -> None:
     with contextlib.suppress(OSError):
         os.write(fd, struct.pack("!I", index))  # 4 octets: one atomic pipe write
     os.close(fd)
-
-
-def sd_notify(state: str) -> bool:
-    """Tell systemd ``state`` (``READY=1``, ``STOPPING=1``) when it runs us as Type=notify;
-    True when it was sent."""
-    path = os.environ.get("NOTIFY_SOCKET", "")
-    if not path:
-        return False
-    if path.startswith("@"):
-        path = "\0" + path[1:]  # an abstract socket
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.connect(path)
-            s.sendall(state.encode())
-        return True
-    except OSError as exc:
-        log.warning("cannot tell systemd %s through %s: %s", state, path, exc)
-        return False
 
 
 def send_all_now(sock: socket.socket, data: bytes | bytearray | memoryview) -> int:

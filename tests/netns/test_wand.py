@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
+import socket
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,3 +282,97 @@ def test_bad_config_at_start_is_one_line_and_exit_1(topo, tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "mptcp-cpe wand: t-cpe: wans: more than one primary WAN: with policy failover mark all but one backup: true (got ['dsl', 'lte'])"]
     assert rules() == []
+
+
+# A TCP service on ISP1's "internet" address that writes down each peer it accepts.
+LISTENER = textwrap.dedent("""
+    import socket, sys
+    s = socket.create_server(("203.0.113.1", 8080))
+    with open(sys.argv[1], "a", buffering=1) as peers:
+        while True:
+            c, peer = s.accept()
+            peers.write(peer[0] + "\\n")
+            c.close()
+""")
+
+
+def test_tcp_probes_leave_by_their_own_wan(topo, procs, tmp_path):
+    # 203.0.113.1 is on both ISPs (a target both WANs reach): ISP1 accepts on port 8080,
+    # ISP2 answers with a reset (no listener), which counts as an answer too.
+    for isp in (ISP1, ISP2):
+        sh("ip", "addr", "add", "203.0.113.1/32", "dev", "lo", ns=isp)
+    peers = tmp_path / "peers"
+    procs.start("listener", sys.executable, "-c", LISTENER, str(peers), ns=ISP1)
+    tcp = [{"kind": "tcp", "target": "203.0.113.1", "port": 8080}]
+    start_wand(procs, write_config(tmp_path / "wand.json", [{**DSL, "probes": tcp}, {**LTE, "probes": tcp}]))
+    wait_for("both WANs healthy by TCP probes", lambda: converged(tmp_path), timeout=10)
+    assert all(state(tmp_path)["wans"][n]["last_probe_rtt_ms"] is not None for n in ("dsl", "lte"))
+
+    # ISP2 drops the probe's port only: its gateway still answers pings, so only a TCP
+    # probe can call lte down; dsl's probes, bound to wan1, are not affected.
+    sh("nft", "add table inet cut; add chain inet cut in { type filter hook input priority 0; };"
+       " add rule inet cut in tcp dport 8080 drop", ns=ISP2)
+    echo = "from mptcp_cpe.wand.probe import icmp_echo; print(icmp_echo('198.51.100.10', 'wan2', '198.51.100.1', 2, 7, 1))"
+    assert sh(sys.executable, "-c", echo, ns=CPE).stdout.strip() != "None"  # the gateway still answers pings
+    wait_for("lte down by its TCP probe", lambda: state(tmp_path)["wans"]["lte"]["state"] == "down",
+             timeout=INTERVAL * (DOWN + 2) + 3)
+    assert 102 not in endpoints() and nexthop_devs() == ["wan1"]
+    assert state(tmp_path)["wans"]["dsl"]["healthy"] and 100 in endpoints()
+    sh("nft", "delete", "table", "inet", "cut", ns=ISP2)
+    wait_for("lte back", lambda: 102 in endpoints() and nexthop_devs() == ["wan1", "wan2"],
+             timeout=INTERVAL * (UP + 1) + 3)
+    # Every connection ISP1 accepted came from dsl's address: lte's probes never went by wan1.
+    got = set(peers.read_text().split())
+    assert got == {"192.0.2.10"}, got
+
+
+def test_icmpv6_probe_keeps_a_wan_whose_ipv4_gateway_is_silent(topo, procs, tmp_path):
+    # dsl is dual-stack with the default probe (ICMP echo to its gateway, each family):
+    # ISP1 stops answering IPv4 pings; its IPv6 gateway still answers, so dsl stays up.
+    start_wand(procs, write_config(tmp_path / "wand.json", [DSL, LTE]))
+    wait_for("converged", lambda: converged(tmp_path), timeout=10)
+    sh("nft", "add table ip cut; add chain ip cut in { type filter hook input priority 0; };"
+       " add rule ip cut in icmp type echo-request drop", ns=ISP1)
+    time.sleep(INTERVAL * (DOWN + 3))
+    dsl = state(tmp_path)["wans"]["dsl"]
+    assert dsl["healthy"] and dsl["state"] == "up", dsl
+    assert {100, 101} <= set(endpoints())
+    # With IPv6 silent too, it goes down.
+    sh("nft", "add table ip6 cut; add chain ip6 cut in { type filter hook input priority 0; };"
+       " add rule ip6 cut in icmpv6 type echo-request drop", ns=ISP1)
+    wait_for("dsl down", lambda: state(tmp_path)["wans"]["dsl"]["state"] == "down", timeout=INTERVAL * (DOWN + 2) * 2 + 3)
+    assert not {100, 101} & set(endpoints()) and nexthop_devs() == ["wan2"]
+
+
+def test_tells_systemd_ready_status_and_stopping(topo, procs, tmp_path):
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(10)
+    config = write_config(tmp_path / "wand.json", [DSL, LTE])
+    wand = procs.start("wand", *WAND, "--config", str(config), ns=CPE,
+                       env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")})
+    messages = []
+
+    def until(prefix: str) -> str:
+        while True:
+            msg = notify.recv(4096).decode()
+            messages.append(msg)
+            if msg.startswith(prefix):
+                return msg
+
+    ready = until("READY=1")
+    # Ready means routed: the rules, the WAN tables and the NAT table are in place and
+    # wan.json is written (the WANs are still being probed).
+    assert {r["priority"] for r in rules()} == {10010, 10011, 10030, 10031, 10050, 10060}
+    assert nexthop_devs() == ["wan1", "wan2"]
+    assert sh("nft", "list", "table", "inet", "mptcp_cpe_wand", ns=CPE, check=False).returncode == 0
+    assert state(tmp_path)["wans"]["dsl"]["state"] == "probing"
+    assert "STATUS=0 of 2 WANs up: dsl probing, lte probing; default route: dsl, lte" in ready
+    assert until("STATUS=2 of 2") == "STATUS=2 of 2 WANs up: dsl up, lte up; default route: dsl, lte"
+    sh("nft", "add table inet cut; add chain inet cut in { type filter hook input priority 0; policy drop; }", ns=ISP2)
+    assert until("STATUS=1 of 2") == "STATUS=1 of 2 WANs up: dsl up, lte down; default route: dsl"
+    wand.send_signal(signal.SIGTERM)
+    assert until("STOPPING=1") == "STOPPING=1"
+    assert wand.wait(10) == 0
+    assert [m for m in messages if "READY=1" in m] == [ready], messages
+    assert messages[0] == ready, messages  # nothing before READY=1

@@ -98,7 +98,7 @@ def test_a_worker_that_never_serves_is_named_after_the_wait(tmp_path, notify):
 
 
 def test_no_notify_socket_is_no_error(monkeypatch):
-    from mptcp_cpe.relay import sd_notify
+    from mptcp_cpe.sdnotify import sd_notify
 
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert sd_notify("READY=1") is False

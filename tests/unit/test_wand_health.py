@@ -76,3 +76,12 @@ def test_status_text_lists_wans_and_mcps():
     lte = next(line for line in text if line.startswith("lte"))
     assert "down" in lte and "[backup]" in lte and " - via -" in lte
     assert any("MCPs v4: 203.0.113.1; 203.0.113.2,203.0.113.3" in line for line in text)
+
+
+def test_status_line_for_systemd_counts_healthy_wans_and_names_the_default_route():
+    from mptcp_cpe.wand.daemon import status_line
+
+    state = {"wans": {"dsl": {"healthy": True, "state": "up", "in_default_route": True},
+                      "lte": {"healthy": False, "state": "no-address", "in_default_route": False},
+                      "fibre": {"healthy": False, "state": "down", "in_default_route": False}}}
+    assert status_line(state) == "1 of 3 WANs up: dsl up, lte no-address, fibre down; default route: dsl"

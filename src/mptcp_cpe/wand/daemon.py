@@ -8,6 +8,10 @@ the difference, write wan.json.
 
 Signals: SIGHUP reloads the config (a bad one is refused with one line; the running state
 stays); SIGTERM and SIGINT remove everything wand made and exit 0.
+
+Run by systemd as ``Type=notify``: READY=1 once the first reconcile has put the tables,
+rules and NAT in place and written wan.json (so ``systemctl start`` returns then), STATUS=
+with the WANs' verdicts whenever one changes, STOPPING=1 before the teardown.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pyroute2.netlink.rtnl import (
 )
 
 from ..inventory import InventoryError
+from ..sdnotify import sd_notify
 from ..statefile import write_json_atomic
 from . import config as wand_config
 from .config import WandConfig
@@ -54,6 +59,16 @@ def _iso(ts: float) -> str | None:
     if not ts:
         return None
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def status_line(state: dict) -> str:
+    """One line for ``systemctl status``: how many WANs are up, each WAN's state, and which
+    carry the default route, e.g. ``1 of 2 WANs up: dsl up, lte down; default route: dsl``."""
+    wans = state.get("wans", {})
+    up = [n for n, w in wans.items() if w.get("healthy")]
+    each = ", ".join(f"{n} {w.get('state', '?')}" for n, w in wans.items())
+    default = [n for n, w in wans.items() if w.get("in_default_route")]
+    return f"{len(up)} of {len(wans)} WANs up: {each}; default route: {', '.join(default) or 'none'}"
 
 
 class NetlinkWatcher(threading.Thread):
@@ -117,6 +132,7 @@ class Wand:
         self.last_state: dict | None = None
         self.last_write = 0.0
         self.failures = 0
+        self.status: str | None = None  # the last STATUS= told to systemd; None before READY=1
 
     # --- lifecycle ---
 
@@ -176,6 +192,7 @@ class Wand:
         log.info("config reloaded from %s: %d WANs, policy %s", self.config_path, len(new.wans), new.policy)
 
     def stop(self) -> None:
+        sd_notify("STOPPING=1")
         for w in self.workers.values():
             w.stopped.set()
         try:
@@ -201,6 +218,13 @@ class Wand:
             return False
 
     def reconcile(self) -> None:
+        # Adding a static address changes what the links show (the WAN becomes usable):
+        # one more pass routes it now rather than on the address's netlink event.
+        if self._reconcile_once():
+            self._reconcile_once()
+
+    def _reconcile_once(self) -> bool:
+        """One read-plan-apply pass; True when it added an address."""
         now = time.time()
         links = self.kernel.links(self.cfg)
         targets = {}
@@ -223,14 +247,18 @@ class Wand:
         want = desired(self.cfg, links, {n: h.healthy for n, h in self.health.items()})
         have = self.kernel.owned(self.cfg, self.extra_tables)
         have.nft = self.applied_nft
+        added_address = False
         for change in changes(want, have):
-            if self._apply(change) and change.kind == "nft":
-                self.applied_nft = want.nft
+            if self._apply(change):
+                if change.kind == "nft":
+                    self.applied_nft = want.nft
+                added_address |= change.kind == "address" and change.op == "add"
         try:
             self.kernel.raise_limits(want.limits)
         except Exception as exc:
             log.error("could not raise the MPTCP limits to %s: %s", want.limits, exc)
         self.write_state(links, want)
+        return added_address
 
     def write_state(self, links, want) -> None:
         wans = {}
@@ -256,6 +284,9 @@ class Wand:
         state = {"version": STATE_VERSION, "host": self.cfg.host, "policy": self.cfg.policy, "wans": wans}
         if state != self.last_state:
             self._write(state)
+        status = status_line(state)
+        if self.status is not None and status != self.status and sd_notify(f"STATUS={status}"):
+            self.status = status
 
     def refresh_rtts(self, now: float) -> None:
         """Probe RTTs into wan.json, at most every RTT_WRITE_S: readers watching the file
@@ -291,6 +322,8 @@ class Wand:
                  ", ".join(f"{w.name}={w.device}" for w in self.cfg.wans), self.cfg.policy)
         self.inherit_health()
         self.reconcile()
+        self.status = status_line(self.last_state or {})
+        sd_notify(f"READY=1\nSTATUS={self.status}")
         while not stop.is_set():
             try:
                 batch = [self.events.get(timeout=RESYNC_S)]
