@@ -105,8 +105,8 @@ def endpoints() -> dict[int, dict]:
     return {e["id"]: e for e in ipj("mptcp", "endpoint", "show")}
 
 
-def nexthop_devs(table: str = "200") -> list[str]:
-    for r in routes(table):
+def nexthop_devs(table: str = "200", family: str = "-4") -> list[str]:
+    for r in routes(table, family):
         if r["dst"] == "default":
             return sorted(h["dev"] for h in r.get("nexthops", [])) or [r["dev"]]
     return []
@@ -376,3 +376,27 @@ def test_tells_systemd_ready_status_and_stopping(topo, procs, tmp_path):
     assert wand.wait(10) == 0
     assert [m for m in messages if "READY=1" in m] == [ready], messages
     assert messages[0] == ready, messages  # nothing before READY=1
+
+
+def test_slaac_wan_routes_and_probes_by_its_link_local_gateway(topo, procs, tmp_path):
+    # An IPv6 WAN the way SLAAC leaves it: a global address from the prefix and a default
+    # route via the router's link-local address (proto ra) in the main table.
+    gw6 = next(a["local"] for a in ipj("-6", "addr", "show", "dev", "isp0", ns=ISP2)[0]["addr_info"]
+               if a["local"].startswith("fe80:"))
+    sh("ip", "-6", "addr", "add", "2001:db8:0:2::10/64", "dev", "wan2", "nodad", ns=CPE)
+    sh("ip", "-6", "route", "add", "default", "via", gw6, "dev", "wan2", "proto", "ra", "metric", "1024", ns=CPE)
+    lte6 = {**LTE, "ipv4": "none", "ipv6": "slaac"}
+    start_wand(procs, write_config(tmp_path / "wand.json", [DSL, lte6]))
+    wait_for("lte healthy by ICMPv6 to its link-local gateway", lambda: healthy(tmp_path, "dsl", "lte"), timeout=10)
+    lte = state(tmp_path)["wans"]["lte"]
+    assert lte["gateway"] == {"ipv4": None, "ipv6": gw6} and lte["addresses"] == ["2001:db8:0:2::10/64"]
+    assert lte["last_probe_rtt_ms"] is not None
+    assert [(r["dst"], r.get("gateway"), r["dev"]) for r in routes("102", "-6") if r["dst"] == "default"] == [("default", gw6, "wan2")]
+    eps = endpoints()
+    assert eps[103]["address"] == "2001:db8:0:2::10" and eps[103]["dev"] == "wan2"
+    # IPv6's default route balances over both WANs (once DAD has finished on dsl's static
+    # address, which wand adds: a tentative address is not used); IPv4's is dsl's alone.
+    wait_for("IPv6 default route over both WANs", lambda: nexthop_devs("200", "-6") == ["wan1", "wan2"], timeout=5)
+    assert nexthop_devs() == ["wan1"]
+    (got_route,) = ipj("-6", "route", "get", "2001:db8:ffff::1", "from", "2001:db8:0:2::10")
+    assert got_route["dev"] == "wan2" and got_route.get("gateway") == gw6, got_route
