@@ -7,6 +7,7 @@
     mptcp-cpe status [--json]                       the WANs and the MCPs learned, for people
     mptcp-cpe converter --config FILE [--check]     CPE side: LAN TCP to MPTCP via an MCP (RFC 8803)
     mptcp-cpe mcp --config FILE [--check]           network side: the MPTCP Conversion Point
+    mptcp-cpe --build-id                            which code is installed (a digest of its files)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 
 from . import __version__, converter, dhcp_hook, options
 from . import mcp as mcp_daemon
+from .build import build_id
 from .wand import command as wand_command
 
 
@@ -53,9 +55,21 @@ def _option(args: argparse.Namespace) -> int:
         return 1
 
 
+class _BuildId(argparse.Action):
+    """``--build-id``: which code is installed (wand reports the one it runs in wan.json)."""
+
+    def __init__(self, option_strings, dest, **kw) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(build_id())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mptcp-cpe", description="Network-assisted Multipath TCP for CPEs.")
     parser.add_argument("--version", action="version", version=f"mptcp-cpe {__version__}")
+    parser.add_argument("--build-id", action=_BuildId, help="print the digest of the installed code and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     opt = sub.add_parser("option", help="encode or decode the MCP DHCP options (draft-boucadair-mptcp-dhc)")

@@ -400,3 +400,46 @@ def test_slaac_wan_routes_and_probes_by_its_link_local_gateway(topo, procs, tmp_
     assert nexthop_devs() == ["wan1"]
     (got_route,) = ipj("-6", "route", "get", "2001:db8:ffff::1", "from", "2001:db8:0:2::10")
     assert got_route["dev"] == "wan2" and got_route.get("gateway") == gw6, got_route
+
+
+def test_live_upgrade_reexecutes_in_place_and_changes_nothing(topo, procs, tmp_path):
+    config = write_config(tmp_path / "wand.json", [DSL, LTE])
+    wand = start_wand(procs, config)
+    wait_for("converged", lambda: converged(tmp_path), timeout=10)
+    before = state(tmp_path)
+    kernel_before = (rules(), rules("-6"), routes("200"), routes("101"), endpoints())
+    build = sh(*WAND[:-1], "--build-id").stdout.strip()
+    assert before["build"] == build
+
+    # A config the installed code refuses: no re-exec, the running wand goes on.
+    good = config.read_text()
+    config.write_text(json.dumps({"host": "t-cpe", "wans": [DSL, {**LTE, "weight": 0}]}))
+    wand.send_signal(signal.SIGUSR2)
+    wait_for("the refusal", lambda: "live upgrade refused" in procs.log("wand"), timeout=10)
+    line = next(x for x in procs.log("wand").splitlines() if "live upgrade refused" in x)
+    assert "wans[1] (lte).weight" in line and "(got 0)" in line, line
+    assert "re-executing" not in procs.log("wand") and wand.poll() is None
+
+    config.write_text(good)
+    time.sleep(1.1)  # wan.json's `since` has whole seconds: a fresh one would differ now
+    lines_before = len(procs.log("wand").splitlines())
+    inode = (tmp_path / "wan.json").stat().st_ino
+    wand.send_signal(signal.SIGUSR2)
+    wait_for("the new image to run", lambda: f"live upgrade: build {build} now runs" in procs.log("wand"), timeout=10)
+    wait_for("its wan.json", lambda: (tmp_path / "wan.json").stat().st_ino != inode, timeout=5)
+    time.sleep(INTERVAL * (UP + 2))
+    assert wand.poll() is None  # the same process (PID) runs on
+    after_log = procs.log("wand").splitlines()[lines_before:]
+    assert sum("started:" in x for x in after_log) == 1, after_log
+    # Nothing was removed, added or replaced: the kernel state is as it was. (A starting wand
+    # replaces its NAT table once, in one transaction, with the same ruleset: it cannot tell
+    # its own table from an edited one by reading it.)
+    changed = [x for x in after_log if any(f" {op} " in f" {x.split(' INFO ')[-1]}" for op in ("add", "delete", "replace", "set_flags"))]
+    assert changed == [], changed
+    assert (rules(), rules("-6"), routes("200"), routes("101"), endpoints()) == kernel_before
+    after = state(tmp_path)
+    for name in ("dsl", "lte"):
+        assert after["wans"][name]["state"] == "up"
+        assert after["wans"][name]["since"] == before["wans"][name]["since"]
+    assert procs.stop(wand) == 0
+    assert rules() == []

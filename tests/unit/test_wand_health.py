@@ -71,6 +71,8 @@ def test_status_text_lists_wans_and_mcps():
     mcp = {"wans": {"wan1": {"v4": {"mcps": [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]}}}}
     text = status_text(wan, mcp).splitlines()
     assert text[0] == "cpe: policy balance, updated t"
+    assert status_text({**wan, "build": "c1f246f2d5000761"}).splitlines()[0] == \
+        "cpe: policy balance, updated t, wand build c1f246f2d5000761"
     dsl = next(line for line in text if line.startswith("dsl"))
     assert "up" in dsl and "1.2" in dsl and "192.0.2.10/24 via 192.0.2.1" in dsl and "[default]" in dsl
     lte = next(line for line in text if line.startswith("lte"))

@@ -49,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 # --- mptcp-cpe status ---
 
 def status_text(wan_state: dict, mcp_state: dict | None = None) -> str:
-    lines = [f"{wan_state.get('host', '?')}: policy {wan_state.get('policy', '?')}, updated {wan_state.get('updated', '?')}"]
+    lines = [f"{wan_state.get('host', '?')}: policy {wan_state.get('policy', '?')}, updated {wan_state.get('updated', '?')}"
+             + (f", wand build {wan_state['build']}" if wan_state.get("build") else "")]
     header = f"{'WAN':<12} {'DEVICE':<10} {'STATE':<10} {'SINCE':<26} {'RTT ms':>7} {'TABLE':>6}  ADDRESSES / GATEWAYS"
     lines.append(header)
     for name, w in sorted(wan_state.get("wans", {}).items()):

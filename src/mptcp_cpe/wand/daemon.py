@@ -7,7 +7,11 @@ Each wake: read the WAN links and what wand owns, compute what should be (``plan
 the difference, write wan.json.
 
 Signals: SIGHUP reloads the config (a bad one is refused with one line; the running state
-stays); SIGTERM and SIGINT remove everything wand made and exit 0.
+stays); SIGTERM and SIGINT remove everything wand made and exit 0; SIGUSR2 is a live
+upgrade: wand checks that the code now installed accepts its config, then re-executes
+itself in place (same PID) without removing anything. The new code finds its routes,
+rules, NAT table and endpoints where the old one left them and changes nothing, so no
+subflow notices (wan.json's ``build`` says which code runs).
 
 Run by systemd as ``Type=notify``: READY=1 once the first reconcile has put the tables,
 rules and NAT in place and written wan.json (so ``systemctl start`` returns then), STATUS=
@@ -19,8 +23,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import queue
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -36,9 +43,10 @@ from pyroute2.netlink.rtnl import (
     RTMGRP_LINK,
 )
 
+from ..build import build_id
 from ..inventory import InventoryError
 from ..sdnotify import sd_notify
-from ..statefile import write_json_atomic
+from ..statefile import StateFileError, read_json, write_json_atomic
 from . import config as wand_config
 from .config import WandConfig
 from .kernel import Kernel
@@ -51,6 +59,8 @@ RESYNC_S = 30.0  # a full reconcile at least this often, events or not
 COALESCE_S = 0.05  # events arriving together are handled in one reconcile
 RTT_WRITE_S = 10.0  # wan.json is rewritten for RTTs alone at most this often
 STATE_VERSION = 1
+UPGRADE_CHECK_S = 30.0  # the new code's config check before a live upgrade, at most
+UPGRADED_FROM = "MPTCP_CPE_WAND_UPGRADED_FROM"  # set across the re-exec: the build before it
 GROUPS = (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE
           | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_RULE)
 
@@ -59,6 +69,13 @@ def _iso(ts: float) -> str | None:
     if not ts:
         return None
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _parse_iso(text: object) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(text).timestamp() if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def status_line(state: dict) -> str:
@@ -133,6 +150,7 @@ class Wand:
         self.last_write = 0.0
         self.failures = 0
         self.status: str | None = None  # the last STATUS= told to systemd; None before READY=1
+        self.build = build_id()  # the code this process runs (read before any upgrade can land)
 
     # --- lifecycle ---
 
@@ -152,15 +170,28 @@ class Wand:
             del self.health[name]
 
     def inherit_health(self) -> None:
-        """After a restart, a WAN whose endpoint a previous wand left in place starts healthy:
-        its subflows keep running, and its probes take it down if it is not."""
+        """After a restart or a live upgrade, a WAN whose endpoint a previous wand left in
+        place starts healthy: its subflows keep running, and its probes take it down if it is
+        not. A WAN the previous wand's wan.json called down (with no endpoint) stays down until
+        its probes say otherwise; either keeps the ``since`` that file gave it."""
         have = self.kernel.owned(self.cfg).endpoints
+        try:
+            previous = read_json(self.cfg.state_file, {}).get("wans", {})
+        except (StateFileError, AttributeError):
+            previous = {}
         for i, wan in enumerate(self.cfg.wans):
+            h = self.health[wan.name]
             ids = {self.cfg.endpoint_id_base + 2 * i, self.cfg.endpoint_id_base + 2 * i + 1}
+            old = previous.get(wan.name) if isinstance(previous.get(wan.name), dict) else {}
             if any(have.get(ep_id) and have[ep_id].device == wan.device for ep_id in ids):
-                h = self.health[wan.name]
                 h.healthy, h.state = True, "up"
                 log.info("WAN %s: endpoint left by the previous run, starting as up", wan.name)
+            elif old.get("state") == "down" and old.get("device") == wan.device:
+                h.state = "down"
+            else:
+                continue
+            if old.get("state") == h.state and old.get("device") == wan.device:
+                h.since = _parse_iso(old.get("since")) or h.since
 
     def reload(self) -> None:
         if self.config_path is None:
@@ -190,6 +221,48 @@ class Wand:
         self.extra_tables = {w.table for w in old.wans} | {old.default_table}
         self.start_probes()
         log.info("config reloaded from %s: %d WANs, policy %s", self.config_path, len(new.wans), new.policy)
+
+    def upgrade_argv(self) -> list[str]:
+        """The command line this process was started with (``python -m ...`` or the console
+        script), to run again."""
+        return list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+
+    def upgrade(self) -> None:
+        """SIGUSR2: re-execute the installed code in this process, leaving the kernel state as
+        it is. Refused (with one line, wand running on) when the installed code does not
+        start or does not accept the config: a process that cannot come back would leave the
+        routing unmanaged."""
+        if self.config_path is None:
+            log.error("live upgrade refused: wand was started without a config file")
+            return
+        check = [sys.executable, "-m", "mptcp_cpe.cli", "wand", "--check", "--config", str(self.config_path)]
+        try:
+            proc = subprocess.run(check, capture_output=True, text=True, timeout=UPGRADE_CHECK_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.error("live upgrade refused, build %s runs on: the installed code's check failed: %s", self.build, exc)
+            return
+        if proc.returncode != 0:
+            why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            log.error("live upgrade refused, build %s runs on: the installed code's check says: %s", self.build, why)
+            return
+        # A config that changed with the code: this code made the objects the old config
+        # marked, so this code removes the ones the new config would not see, as on SIGHUP.
+        self.reload()
+        self.reconcile()
+        new = build_id()
+        log.warning("live upgrade: re-executing build %s (running %s); routes, rules, NAT and endpoints stay",
+                    new, self.build)
+        for w in self.workers.values():
+            w.stopped.set()
+        self.kernel.close()
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        try:
+            os.execve(sys.executable, self.upgrade_argv(), {**os.environ, UPGRADED_FROM: self.build})
+        except OSError as exc:
+            log.error("live upgrade failed, build %s runs on: %s", self.build, exc)
+            self.kernel = Kernel()
+            self.start_probes()
 
     def stop(self) -> None:
         sd_notify("STOPPING=1")
@@ -281,7 +354,8 @@ class Wand:
                 "in_default_route": any(wan.name in names for names in want.default_route.values()),
                 "endpoints": sorted(e.id for e in endpoints.values() if e.device == wan.device),
             }
-        state = {"version": STATE_VERSION, "host": self.cfg.host, "policy": self.cfg.policy, "wans": wans}
+        state = {"version": STATE_VERSION, "host": self.cfg.host, "policy": self.cfg.policy, "build": self.build,
+                 "wans": wans}
         if state != self.last_state:
             self._write(state)
         status = status_line(state)
@@ -311,15 +385,20 @@ class Wand:
     def run(self) -> int:
         stop = threading.Event()
 
-        def on_signal(signum, _frame):
-            self.events.put(("reload", None) if signum == signal.SIGHUP else ("stop", None))
+        kinds = {signal.SIGHUP: "reload", signal.SIGUSR2: "upgrade"}
 
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        def on_signal(signum, _frame):
+            self.events.put((kinds.get(signum, "stop"), None))
+
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
             signal.signal(sig, on_signal)
         NetlinkWatcher(self.events).start()
         self.start_probes()
-        log.info("started: %d WANs (%s), policy %s", len(self.cfg.wans),
-                 ", ".join(f"{w.name}={w.device}" for w in self.cfg.wans), self.cfg.policy)
+        upgraded_from = os.environ.pop(UPGRADED_FROM, None)
+        if upgraded_from:
+            log.info("live upgrade: build %s now runs (was %s)", self.build, upgraded_from)
+        log.info("started: %d WANs (%s), policy %s, build %s", len(self.cfg.wans),
+                 ", ".join(f"{w.name}={w.device}" for w in self.cfg.wans), self.cfg.policy, self.build)
         self.inherit_health()
         self.reconcile()
         self.status = status_line(self.last_state or {})
@@ -344,6 +423,8 @@ class Wand:
                 elif kind == "reload":
                     self.reload()
                     dirty = True
+                elif kind == "upgrade" and not any(k == "stop" for k, _ in batch):
+                    self.upgrade()  # returns only when the upgrade was refused or failed
                 elif kind == "probe":
                     name, ok, rtt = data
                     h = self.health.get(name)
