@@ -454,8 +454,9 @@ class Supervisor:
         if self.stopping:
             return  # told to stop while starting: the drain says so, nothing runs to announce
         if len(ready) < self.n:
-            log.warning("%s: %d of %d worker(s) serving after %g s; going on, the others as they come",
-                        self.name, len(ready), self.n, READY_WAIT_S)
+            silent = ", ".join(str(i) for i in sorted(set(range(self.n)) - ready))
+            log.warning("%s: %d of %d worker(s) serving after %g s (not yet: worker %s); going on, the others as they come",
+                        self.name, len(ready), self.n, READY_WAIT_S, silent)
         else:
             log.info("%s: %d worker(s) running", self.name, self.n)
         sd_notify(f"READY=1\nSTATUS={len(ready)} of {self.n} worker(s) serving")

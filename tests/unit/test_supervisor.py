@@ -93,7 +93,7 @@ def test_a_worker_that_never_serves_is_named_after_the_wait(tmp_path, notify):
         assert _recv(notify, 10) == "READY=1\nSTATUS=1 of 2 worker(s) serving"
     finally:
         err = _stop(proc)
-    assert "WARNING test: 1 of 2 worker(s) serving after 1 s; going on, the others as they come" in err
+    assert "WARNING test: 1 of 2 worker(s) serving after 1 s (not yet: worker 1); going on, the others as they come" in err
     assert "worker(s) running" not in err
 
 
