@@ -423,10 +423,11 @@ def test_live_upgrade_reexecutes_in_place_and_changes_nothing(topo, procs, tmp_p
     config.write_text(good)
     time.sleep(1.1)  # wan.json's `since` has whole seconds: a fresh one would differ now
     lines_before = len(procs.log("wand").splitlines())
-    inode = (tmp_path / "wan.json").stat().st_ino
     wand.send_signal(signal.SIGUSR2)
     wait_for("the new image to run", lambda: f"live upgrade: build {build} now runs" in procs.log("wand"), timeout=10)
-    wait_for("its wan.json", lambda: (tmp_path / "wan.json").stat().st_ino != inode, timeout=5)
+    # Its first reconcile done (and wan.json written), it says it is ready.
+    wait_for("the new image to be ready", lambda: any(x.startswith("mptcp-cpe wand: INFO ready: ")
+                                                      for x in procs.log("wand").splitlines()[lines_before:]), timeout=10)
     time.sleep(INTERVAL * (UP + 2))
     assert wand.poll() is None  # the same process (PID) runs on
     after_log = procs.log("wand").splitlines()[lines_before:]

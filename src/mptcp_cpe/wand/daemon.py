@@ -403,6 +403,7 @@ class Wand:
         self.reconcile()
         self.status = status_line(self.last_state or {})
         sd_notify(f"READY=1\nSTATUS={self.status}")
+        log.info("ready: %s", self.status)
         while not stop.is_set():
             try:
                 batch = [self.events.get(timeout=RESYNC_S)]
