@@ -306,3 +306,243 @@ OPTION_CODE_RANGE = {4: (1, 254), 6: (1, 65535)}
 def option_code(host: str, field: str, value: Any, family: int) -> int:
     """A DHCP option code from an inventory (never a constant in logic)."""
     return _int(host, field, value, *OPTION_CODE_RANGE[family])
+
+
+# ---------------------------------------------------------------- the LANs
+
+LAN_KEYS = frozenset({"name", "device", "ipv4", "ipv6"})
+MAX_LANS = 16
+
+
+@dataclass(frozen=True)
+class Lan:
+    """A LAN of the CPE: its device, the CPE's IPv4 address with the LAN's prefix (or none),
+    and the CPE's IPv6 addresses with their prefixes (none, one or several)."""
+
+    name: str
+    device: str
+    ipv4: ipaddress.IPv4Interface | None
+    ipv6: tuple[ipaddress.IPv6Interface, ...] = ()
+
+    @property
+    def prefixes(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(i.network for i in ((self.ipv4,) if self.ipv4 else ()) + self.ipv6)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "device": self.device, "ipv4": str(self.ipv4) if self.ipv4 else "none",
+                "ipv6": [str(i) for i in self.ipv6]}
+
+
+def _lan_address(host: str, field: str, raw: Any, version: int) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    example = "198.18.1.1/24" if version == 4 else "2001:db8:0:100::1/64"
+    if not isinstance(raw, str) or "/" not in raw:
+        raise InventoryError(host, field, f"not the CPE's IPv{version} address with the LAN's prefix length, like {example}", raw)
+    try:
+        iface = ipaddress.ip_interface(raw)
+    except ValueError:
+        raise InventoryError(host, field, f"not an IPv{version} address with prefix length, like {example}", raw) from None
+    if iface.version != version:
+        raise InventoryError(host, field, f"not an IPv{version} address", raw)
+    net = iface.network
+    if version == 4 and net.prefixlen > 30:
+        raise InventoryError(host, field, "a LAN needs room for hosts: at most /30", raw)
+    if version == 6 and net.prefixlen > 64 and not iface.ip.is_link_local:
+        raise InventoryError(host, field, "an IPv6 LAN is at most /64 (SLAAC needs 64 bits of interface id)", raw)
+    if version == 4 and iface.ip in (net.network_address, net.broadcast_address):
+        raise InventoryError(host, field, f"is the network or broadcast address of {net}", raw)
+    if iface.ip.is_multicast or iface.ip.is_loopback or iface.ip.is_unspecified or iface.ip.is_link_local:
+        raise InventoryError(host, field, "is not a global or site unicast address", raw)
+    return iface
+
+
+def parse_lan(host: str, index: int, raw: Any, field: str = "cpe_lans") -> Lan:
+    where = f"{field}[{index}]"
+    if not isinstance(raw, dict):
+        raise InventoryError(host, where, "must be a mapping with name, device, ipv4 and ipv6", raw)
+    if isinstance(raw.get("name"), str):
+        where = f"{field}[{index}] ({raw['name']})"
+    only_keys(host, where, raw, LAN_KEYS)
+    for key in ("name", "device"):
+        if key not in raw:
+            raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
+    name = raw["name"]
+    if not isinstance(name, str) or WAN_NAME.fullmatch(name) is None:
+        raise InventoryError(host, f"{where}.name", "must be 1-15 characters of a-z, 0-9, _ and -, starting with a letter", name)
+    if not is_ifname(raw["device"]):
+        raise InventoryError(host, f"{where}.device", "not a Linux interface name (1-15 characters, no '/', ':' or spaces)", raw["device"])
+    v4 = raw.get("ipv4", "none")
+    ipv4 = None if v4 == "none" else _lan_address(host, f"{where}.ipv4", v4, 4)
+    v6 = raw.get("ipv6", [])
+    if v6 == "none":
+        v6 = []
+    if not isinstance(v6, list):
+        raise InventoryError(host, f"{where}.ipv6", "must be a list of the CPE's IPv6 addresses with prefix length, or none", v6)
+    ipv6 = tuple(_lan_address(host, f"{where}.ipv6[{i}]", a, 6) for i, a in enumerate(v6))
+    if ipv4 is None and not ipv6:
+        raise InventoryError(host, where, "has no address: give ipv4, ipv6 or both", raw)
+    return Lan(name, raw["device"], ipv4, ipv6)
+
+
+def parse_lans(host: str, raw: Any, wans: list[Wan] | None = None, field: str = "cpe_lans") -> list[Lan]:
+    """Check a CPE's LAN list (``cpe_lans``): names and devices unique, no device a WAN's,
+    no two prefixes overlapping, none overlapping a WAN's static prefix."""
+    if not isinstance(raw, list) or not raw:
+        raise InventoryError(host, field, "must be a non-empty list of LANs", raw)
+    if len(raw) > MAX_LANS:
+        raise InventoryError(host, field, f"at most {MAX_LANS} LANs", len(raw))
+    lans = [parse_lan(host, i, lan, field) for i, lan in enumerate(raw)]
+    for attr in ("name", "device"):
+        seen: dict[Any, int] = {}
+        for i, lan in enumerate(lans):
+            value = getattr(lan, attr)
+            if value in seen:
+                raise InventoryError(host, f"{field}[{i}] ({lan.name}).{attr}",
+                                     f"already used by {field}[{seen[value]}] ({lans[seen[value]].name})", value)
+            seen[value] = i
+    wan_nets = {}
+    for wan in wans or ():
+        for a in (wan.ipv4, wan.ipv6):
+            if isinstance(a, StaticAddress):
+                wan_nets[a.interface.network] = wan.name
+    owners: list[tuple[Any, str]] = []
+    for i, lan in enumerate(lans):
+        where = f"{field}[{i}] ({lan.name})"
+        wan = next((w for w in wans or () if w.device == lan.device), None)
+        if wan is not None:
+            raise InventoryError(host, f"{where}.device", f"is the device of WAN {wan.name}", lan.device)
+        for net in lan.prefixes:
+            for other, owner in owners:
+                if net.version == other.version and net.overlaps(other):
+                    raise InventoryError(host, where, f"prefix {net} overlaps {other} of LAN {owner}", str(net))
+            for other, owner in wan_nets.items():
+                if net.version == other.version and net.overlaps(other):
+                    raise InventoryError(host, where, f"prefix {net} overlaps {other} of WAN {owner}", str(net))
+            owners.append((net, lan.name))
+    return lans
+
+
+# ---------------------------------------------------------------- prefixes and port forwards
+
+def parse_prefixes(host: str, field: str, raw: Any, *, allow_empty: bool = True) -> tuple[Any, ...]:
+    """A list of IPv4/IPv6 prefixes written with their length (host bits zero)."""
+    if not isinstance(raw, list) or (not raw and not allow_empty):
+        raise InventoryError(host, field, "must be a " + ("" if allow_empty else "non-empty ") + "list of prefixes like 192.0.2.0/24", raw)
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or "/" not in item:
+            raise InventoryError(host, f"{field}[{i}]", "not a prefix with its length, like 192.0.2.0/24 or 2001:db8::/32", item)
+        try:
+            net = ipaddress.ip_network(item, strict=True)
+        except ValueError:
+            raise InventoryError(host, f"{field}[{i}]", "not a prefix (an address and a length, host bits zero)", item) from None
+        out.append(net)
+    return tuple(out)
+
+
+PROTOCOLS = ("tcp", "udp")
+FORWARD_KEYS = frozenset({"name", "proto", "port", "to", "to_port", "wans"})
+PORT_RANGE = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?")
+
+
+@dataclass(frozen=True)
+class PortForward:
+    """Connections from the internet to ``port`` (one port or a range) of the WANs named
+    (all when empty), sent to a LAN host: IPv4 is translated to ``to``:``to_port``; IPv6 is
+    only let through to ``to`` (no translation: LAN addresses are global)."""
+
+    name: str
+    proto: str
+    ports: tuple[int, int]
+    to: ipaddress.IPv4Address | ipaddress.IPv6Address
+    to_ports: tuple[int, int]
+    wans: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        def text(r):
+            return r[0] if r[0] == r[1] else f"{r[0]}-{r[1]}"
+
+        return {"name": self.name, "proto": self.proto, "port": text(self.ports), "to": str(self.to),
+                "to_port": text(self.to_ports), "wans": list(self.wans)}
+
+
+def _port_range(host: str, field: str, raw: Any) -> tuple[int, int]:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        lo = hi = raw
+    elif isinstance(raw, str) and PORT_RANGE.fullmatch(raw.strip()):
+        m = PORT_RANGE.fullmatch(raw.strip())
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+    else:
+        raise InventoryError(host, field, "must be a port (1-65535) or a range like 8000-8010", raw)
+    if not (1 <= lo <= hi <= 65535):
+        raise InventoryError(host, field, "must be a port (1-65535) or a range like 8000-8010, low to high", raw)
+    return lo, hi
+
+
+def parse_port_forwards(host: str, raw: Any, lans: list[Lan], wans: list[Wan], *,
+                        reserved: dict[tuple[str, int], str] | None = None,
+                        field: str = "cpe_port_forwards") -> list[PortForward]:
+    """Check the port forwards: each to an address inside a LAN prefix (not the CPE's own),
+    ports in range, WANs that exist, no two forwards of one port of one protocol on a WAN,
+    and no clash with a port the CPE itself needs (``reserved``: (proto, port) -> what it is,
+    e.g. the converter's listen port and the MCP port)."""
+    if not isinstance(raw, list):
+        raise InventoryError(host, field, "must be a list of port forwards", raw)
+    wan_names = [w.name for w in wans]
+    out: list[PortForward] = []
+    for i, item in enumerate(raw):
+        where = f"{field}[{i}]"
+        if not isinstance(item, dict):
+            raise InventoryError(host, where, "must be a mapping with name, proto, port and to", item)
+        if isinstance(item.get("name"), str):
+            where = f"{field}[{i}] ({item['name']})"
+        only_keys(host, where, item, FORWARD_KEYS)
+        for key in ("name", "port", "to"):
+            if key not in item:
+                raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
+        name = item["name"]
+        if not isinstance(name, str) or WAN_NAME.fullmatch(name) is None:
+            raise InventoryError(host, f"{where}.name", "must be 1-15 characters of a-z, 0-9, _ and -, starting with a letter", name)
+        proto = item.get("proto", "tcp")
+        if proto not in PROTOCOLS:
+            raise InventoryError(host, f"{where}.proto", f"must be one of {', '.join(PROTOCOLS)}", proto)
+        ports = _port_range(host, f"{where}.port", item["port"])
+        try:
+            if not isinstance(item["to"], str):
+                raise ValueError
+            to = ipaddress.ip_address(item["to"])
+        except ValueError:
+            raise InventoryError(host, f"{where}.to", "not an IPv4 or IPv6 address of a LAN host", item["to"]) from None
+        lan = next((lan for lan in lans for net in lan.prefixes if to in net), None)
+        if lan is None:
+            nets = ", ".join(str(n) for lan_ in lans for n in lan_.prefixes if n.version == to.version) or "none"
+            raise InventoryError(host, f"{where}.to", f"not inside a LAN prefix (the LANs' IPv{to.version} prefixes: {nets})", item["to"])
+        own = [a.ip for lan_ in lans for a in ((lan_.ipv4,) if lan_.ipv4 else ()) + lan_.ipv6]
+        net = next(n for n in lan.prefixes if to in n)
+        if to in own:
+            raise InventoryError(host, f"{where}.to", "is the CPE's own address: a forward goes to a LAN host", item["to"])
+        if to.version == 4 and to in (net.network_address, net.broadcast_address):
+            raise InventoryError(host, f"{where}.to", f"is the network or broadcast address of {net}", item["to"])
+        if "to_port" in item:
+            to_ports = _port_range(host, f"{where}.to_port", item["to_port"])
+            if to_ports[1] - to_ports[0] != ports[1] - ports[0]:
+                raise InventoryError(host, f"{where}.to_port", f"must span as many ports as port ({ports[1] - ports[0] + 1})", item["to_port"])
+            if to.version == 6 and to_ports != ports:
+                raise InventoryError(host, f"{where}.to_port", "IPv6 forwards are not translated: to_port must be port or absent", item["to_port"])
+        else:
+            to_ports = ports
+        fw_wans = item.get("wans", [])
+        if not isinstance(fw_wans, list) or any(w not in wan_names for w in fw_wans) or len(set(fw_wans)) != len(fw_wans):
+            raise InventoryError(host, f"{where}.wans", f"must be a list of this CPE's WAN names, each once ({', '.join(wan_names)}), or empty for all", fw_wans)
+        for (r_proto, r_port), what in (reserved or {}).items():
+            if r_proto == proto and ports[0] <= r_port <= ports[1]:
+                raise InventoryError(host, f"{where}.port", f"includes {proto} port {r_port}, the {what}", item["port"])
+        fw = PortForward(name, proto, ports, to, to_ports, tuple(fw_wans))
+        for j, other in enumerate(out):
+            if other.name == name:
+                raise InventoryError(host, f"{where}.name", f"already used by {field}[{j}]", name)
+            shared = set(fw.wans or wan_names) & set(other.wans or wan_names)
+            if (other.proto == proto and other.to.version == to.version and shared
+                    and other.ports[0] <= ports[1] and ports[0] <= other.ports[1]):
+                raise InventoryError(host, f"{where}.port", f"overlaps {field}[{j}] ({other.name}) on WAN {sorted(shared)[0]}", item["port"])
+        out.append(fw)
+    return out
