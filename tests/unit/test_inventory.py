@@ -653,3 +653,157 @@ def test_field_name_for_daemon_configs():
     with pytest.raises(InventoryError) as exc:
         parse_wans(HOST, [{**DSL, "weight": 0}], field="wans")
     assert exc.value.field == "wans[0] (dsl).weight"
+
+
+# ---------------------------------------------------------------------------
+# The LANs, prefix lists and port forwards
+# ---------------------------------------------------------------------------
+
+from mptcp_cpe.inventory import parse_lans, parse_port_forwards, parse_prefixes  # noqa: E402
+
+LAN = {"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24", "ipv6": ["2001:db8:0:100::1/64"]}
+RESERVED = {("tcp", 5125): "converter's listen port (cpe_converter_listen_port)",
+            ("tcp", 5124): "MCP port (cpe_converter_mcp_port)"}
+
+
+def the_lans(*extra: dict, **first) -> list:
+    return parse_lans(HOST, [{**LAN, **first}, *extra], parse_wans(HOST, wans()))
+
+
+def test_a_lan_normalises_with_its_prefixes():
+    (lan,) = the_lans()
+    assert lan.device == "lan0"
+    assert [str(p) for p in lan.prefixes] == ["198.18.1.0/24", "2001:db8:0:100::/64"]
+    assert lan.as_dict() == {"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24", "ipv6": ["2001:db8:0:100::1/64"]}
+
+
+def test_an_ipv6_only_lan_and_ipv6_none():
+    (lan,) = the_lans(ipv4="none")
+    assert lan.ipv4 is None and len(lan.ipv6) == 1
+    (lan,) = the_lans(ipv6="none")
+    assert lan.ipv6 == () and str(lan.ipv4) == "198.18.1.1/24"
+
+
+@pytest.mark.parametrize("raw, field, value", [
+    ({**LAN, "ipv4": "198.18.1.0/24"}, "cpe_lans[0] (lan).ipv4", "198.18.1.0/24"),
+    ({**LAN, "ipv4": "198.18.1.1"}, "cpe_lans[0] (lan).ipv4", "198.18.1.1"),
+    ({**LAN, "ipv4": "2001:db8::1/64"}, "cpe_lans[0] (lan).ipv4", "2001:db8::1/64"),
+    ({**LAN, "ipv4": "198.18.1.1/32"}, "cpe_lans[0] (lan).ipv4", "198.18.1.1/32"),
+    ({**LAN, "ipv6": "2001:db8::1/64"}, "cpe_lans[0] (lan).ipv6", "2001:db8::1/64"),
+    ({**LAN, "ipv6": ["fe80::1/64"]}, "cpe_lans[0] (lan).ipv6[0]", "fe80::1/64"),
+    ({**LAN, "ipv6": ["2001:db8::1/96"]}, "cpe_lans[0] (lan).ipv6[0]", "2001:db8::1/96"),
+    ({**LAN, "device": "eth0/1"}, "cpe_lans[0] (lan).device", "eth0/1"),
+    ({**LAN, "name": "LAN"}, "cpe_lans[0] (LAN).name", "LAN"),
+])
+def test_bad_lan_values_name_the_field(raw, field, value):
+    with pytest.raises(InventoryError) as e:
+        parse_lans(HOST, [raw])
+    assert_error(e.value, field, value)
+
+
+def test_a_lan_needs_an_address_and_known_keys():
+    with pytest.raises(InventoryError) as e:
+        parse_lans(HOST, [{"name": "lan", "device": "lan0"}])
+    assert e.value.field == "cpe_lans[0] (lan)" and "no address" in str(e.value)
+    with pytest.raises(InventoryError) as e:
+        parse_lans(HOST, [{**LAN, "vlan": 3}])
+    assert e.value.field == "cpe_lans[0] (lan)" and "'vlan'" in str(e.value)
+
+
+def test_a_lan_on_a_wan_device_or_overlapping_is_refused():
+    with pytest.raises(InventoryError) as e:
+        the_lans(device="eth0")
+    assert_error(e.value, "cpe_lans[0] (lan).device", "eth0")
+    assert "WAN dsl" in str(e.value)
+    with pytest.raises(InventoryError) as e:
+        the_lans({"name": "guest", "device": "lan1", "ipv4": "198.18.1.129/25"})
+    assert e.value.field == "cpe_lans[1] (guest)" and "overlaps 198.18.1.0/24 of LAN lan" in str(e.value)
+    with pytest.raises(InventoryError) as e:
+        the_lans({"name": "guest", "device": "lan0", "ipv4": "198.18.2.1/24"})
+    assert_error(e.value, "cpe_lans[1] (guest).device", "lan0")
+    static = parse_wans(HOST, wans(ipv4={"address": "198.18.1.200/24", "gateway": "198.18.1.254"}))
+    with pytest.raises(InventoryError) as e:
+        parse_lans(HOST, [LAN], static)
+    assert "overlaps 198.18.1.0/24 of WAN dsl" in str(e.value)
+
+
+@pytest.mark.parametrize("raw, field", [
+    ("192.0.2.0/24", "cpe_management_prefixes"),
+    (["192.0.2.1"], "cpe_management_prefixes[0]"),
+    (["192.0.2.1/24"], "cpe_management_prefixes[0]"),
+    (["not-a-prefix/8"], "cpe_management_prefixes[0]"),
+    ([24], "cpe_management_prefixes[0]"),
+])
+def test_a_management_prefix_that_is_not_a_prefix(raw, field):
+    with pytest.raises(InventoryError) as e:
+        parse_prefixes(HOST, "cpe_management_prefixes", raw)
+    assert_error(e.value, field, raw if field == "cpe_management_prefixes" else raw[0])
+
+
+def test_prefixes_parse_both_families():
+    assert [str(p) for p in parse_prefixes(HOST, "f", ["192.0.2.0/28", "2001:db8::/32"])] == ["192.0.2.0/28", "2001:db8::/32"]
+
+
+def forwards(*items: dict, wans_=None) -> list:
+    w = parse_wans(HOST, wans_ or wans())
+    return parse_port_forwards(HOST, list(items), parse_lans(HOST, [LAN], w), w, reserved=RESERVED)
+
+
+def test_port_forwards_normalise():
+    v4, v6, rng = forwards({"name": "game", "port": 2223, "to": "198.18.1.10"},
+                           {"name": "game6", "proto": "udp", "port": "2223", "to": "2001:db8:0:100::10", "wans": ["lte"]},
+                           {"name": "rng", "port": "8000-8009", "to": "198.18.1.11", "to_port": "9000-9009"})
+    assert v4.as_dict() == {"name": "game", "proto": "tcp", "port": 2223, "to": "198.18.1.10", "to_port": 2223, "wans": []}
+    assert v6.proto == "udp" and v6.wans == ("lte",) and v6.ports == (2223, 2223)
+    assert rng.ports == (8000, 8009) and rng.to_ports == (9000, 9009)
+
+
+@pytest.mark.parametrize("item, field, problem", [
+    ({"name": "x", "port": 80, "to": "192.0.2.100"}, "cpe_port_forwards[0] (x).to", "not inside a LAN prefix"),
+    ({"name": "x", "port": 80, "to": "198.18.1.1"}, "cpe_port_forwards[0] (x).to", "the CPE's own address"),
+    ({"name": "x", "port": 80, "to": "198.18.1.255"}, "cpe_port_forwards[0] (x).to", "broadcast"),
+    ({"name": "x", "port": 5125, "to": "198.18.1.10"}, "cpe_port_forwards[0] (x).port", "cpe_converter_listen_port"),
+    ({"name": "x", "port": "5100-5124", "to": "198.18.1.10"}, "cpe_port_forwards[0] (x).port", "cpe_converter_mcp_port"),
+    ({"name": "x", "port": 0, "to": "198.18.1.10"}, "cpe_port_forwards[0] (x).port", "1-65535"),
+    ({"name": "x", "port": "90-80", "to": "198.18.1.10"}, "cpe_port_forwards[0] (x).port", "low to high"),
+    ({"name": "x", "port": 80, "to": "198.18.1.10", "proto": "sctp"}, "cpe_port_forwards[0] (x).proto", "tcp, udp"),
+    ({"name": "x", "port": 80, "to": "198.18.1.10", "wans": ["adsl"]}, "cpe_port_forwards[0] (x).wans", "dsl, lte"),
+    ({"name": "x", "port": "80-81", "to": "198.18.1.10", "to_port": 80}, "cpe_port_forwards[0] (x).to_port", "as many ports"),
+    ({"name": "x", "port": 80, "to": "2001:db8:0:100::10", "to_port": 8080}, "cpe_port_forwards[0] (x).to_port", "not translated"),
+    ({"name": "x", "to": "198.18.1.10"}, "cpe_port_forwards[0] (x).port", "missing"),
+])
+def test_bad_port_forwards_name_host_and_field(item, field, problem):
+    with pytest.raises(InventoryError) as e:
+        forwards(item)
+    assert e.value.host == HOST and e.value.field == field
+    assert str(e.value).startswith(f"{HOST}: {field}: ") and problem in str(e.value), str(e.value)
+
+
+def test_a_port_forward_to_a_wan_address():
+    static = wans(ipv4={"address": "192.0.2.10/24", "gateway": "192.0.2.1"})
+    with pytest.raises(InventoryError) as e:
+        forwards({"name": "x", "port": 80, "to": "192.0.2.10"}, wans_=static)
+    assert_error(e.value, "cpe_port_forwards[0] (x).to", "192.0.2.10")
+
+
+def test_overlapping_forwards_on_a_shared_wan_are_refused():
+    with pytest.raises(InventoryError) as e:
+        forwards({"name": "a", "port": "8000-8010", "to": "198.18.1.10"},
+                 {"name": "b", "port": 8005, "to": "198.18.1.11", "wans": ["lte"]})
+    assert e.value.field == "cpe_port_forwards[1] (b).port" and "overlaps cpe_port_forwards[0] (a) on WAN lte" in str(e.value)
+    # Different WANs, or another protocol: no clash.
+    forwards({"name": "a", "port": 8000, "to": "198.18.1.10", "wans": ["dsl"]},
+             {"name": "b", "port": 8000, "to": "198.18.1.11", "wans": ["lte"]},
+             {"name": "c", "port": 8000, "proto": "udp", "to": "198.18.1.11"})
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 65535), st.integers(0, 50), st.ip_addresses(v=4))
+def test_any_accepted_forward_lands_inside_a_lan_and_clear_of_reserved_ports(port, span, to):
+    hi = min(65535, port + span)
+    try:
+        (fw,) = forwards({"name": "p", "port": f"{port}-{hi}", "to": str(to)})
+    except InventoryError:
+        return
+    assert to in ipaddress.ip_network("198.18.1.0/24") and str(to) != "198.18.1.1"
+    assert not any(fw.ports[0] <= p <= fw.ports[1] for _, p in RESERVED)
