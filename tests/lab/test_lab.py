@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -177,6 +178,29 @@ def test_site_provisions_then_reports_no_change(lab):
     assert "cpe: Debian, mptcp-cpe" in summary.stdout
     assert "MPTCP limits: subflows 2, add_addr_accepted 2" in summary.stdout
     assert "MCPs by DHCP: wan1 [203.0.113.1]; wan2 [203.0.113.1] [203.0.113.2, 203.0.113.3]" in summary.stdout
+
+
+def recap(proc, host):
+    line = next((line for line in proc.stdout.splitlines() if line.startswith(f"{host} ")), "")
+    return {k: int(v) for k, v in (kv.split("=") for kv in line.split(":", 1)[-1].split())} if line else {}
+
+
+def test_check_mode_previews_exactly_what_would_change(lab):
+    """The README's preview before a rollout: on the provisioned lab (after the test above),
+    --check --diff fails nowhere and changes nothing; after an inventory edit it shows that
+    edit and nothing else, and applies nothing."""
+    proc = playbook("site.yml", "--check", "--diff")
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    for host in ("isp", "cpe"):
+        assert recap(proc, host).get("changed") == 0 and recap(proc, host).get("failed") == 0, proc.stdout[-3000:]
+    config = dexec("cpe", "cat", "/etc/mptcp-cpe/converter.json").stdout
+    proc = playbook("site.yml", "--check", "--diff", "--limit", "cpe", "-e", json.dumps({"cpe_converter_connect_timeout_s": 2.5}))
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    blocks = re.split(r"^(?:TASK|RUNNING HANDLER) \[", proc.stdout, flags=re.M)[1:]
+    changed = [b.split("]", 1)[0] for b in blocks if re.search(r"^changed: \[cpe\]", b, re.M)]
+    assert changed and all(t.startswith("cpe_converter : ") for t in changed), changed
+    assert '+    "connect_timeout_s": 2.5,' in proc.stdout, proc.stdout[-3000:]
+    assert dexec("cpe", "cat", "/etc/mptcp-cpe/converter.json").stdout == config
 
 
 def wait_for_mcps(timeout=30.0):
