@@ -233,21 +233,44 @@ def _probes(host: str, field: str, raw: Any, ipv4: Any, ipv6: Any) -> tuple[Prob
     return tuple(_probe(host, f"{field}[{i}]", p, ipv4, ipv6) for i, p in enumerate(raw))
 
 
-def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
+def _named_item(host: str, field: str, index: int, raw: Any, keys: frozenset, required: tuple[str, ...],
+                shape: str) -> str:
+    """The common head of a list item (a WAN, a LAN, a port forward): a mapping of known keys
+    with the required ones, a valid ``name`` and, if required, a valid ``device``. Returns
+    where it is, named as messages name it: ``cpe_wans[1] (fibre)``."""
     where = f"{field}[{index}]"
     if not isinstance(raw, dict):
-        raise InventoryError(host, where, "must be a mapping with name, device, kind, ipv4 ...", raw)
+        raise InventoryError(host, where, f"must be a mapping with {shape}", raw)
     if isinstance(raw.get("name"), str):
         where = f"{field}[{index}] ({raw['name']})"
-    only_keys(host, where, raw, WAN_KEYS)
-    for key in ("name", "device", "kind"):
+    only_keys(host, where, raw, keys)
+    for key in required:
         if key not in raw:
             raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
-    name = raw["name"]
-    if not isinstance(name, str) or WAN_NAME.fullmatch(name) is None:
-        raise InventoryError(host, f"{where}.name", "must be 1-15 characters of a-z, 0-9, _ and -, starting with a letter", name)
-    if not is_ifname(raw["device"]):
+    if not isinstance(raw["name"], str) or WAN_NAME.fullmatch(raw["name"]) is None:
+        raise InventoryError(host, f"{where}.name", "must be 1-15 characters of a-z, 0-9, _ and -, starting with a letter", raw["name"])
+    if "device" in required and not is_ifname(raw["device"]):
         raise InventoryError(host, f"{where}.device", "not a Linux interface name (1-15 characters, no '/', ':' or spaces)", raw["device"])
+    return where
+
+
+def _unique(host: str, field: str, items: list, attrs: tuple[str, ...]) -> None:
+    """No two items share a value of any of ``attrs`` (None is no value)."""
+    for attr in attrs:
+        seen: dict[Any, int] = {}
+        for i, item in enumerate(items):
+            value = getattr(item, attr)
+            if value is None:
+                continue
+            if value in seen:
+                j = seen[value]
+                raise InventoryError(host, f"{field}[{i}] ({item.name}).{attr}", f"already used by {field}[{j}] ({items[j].name})", value)
+            seen[value] = i
+
+
+def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
+    where = _named_item(host, field, index, raw, WAN_KEYS, ("name", "device", "kind"), "name, device, kind, ipv4 ...")
+    name = raw["name"]
     if not isinstance(raw["kind"], str) or raw["kind"] not in WAN_KINDS:
         raise InventoryError(host, f"{where}.kind", f"must be one of {', '.join(sorted(WAN_KINDS))}", raw["kind"])
     ipv4 = _addressing(host, f"{where}.ipv4", raw.get("ipv4", "dhcp"), 4)
@@ -275,15 +298,7 @@ def parse_wans(host: str, raw: Any, field: str = "cpe_wans") -> list[Wan]:
     if len(raw) > MAX_WANS:
         raise InventoryError(host, field, f"at most {MAX_WANS} WANs (the kernel's MPTCP endpoint limit)", len(raw))
     wans = [parse_wan(host, i, w, field) for i, w in enumerate(raw)]
-    for attr in ("name", "device", "table"):
-        seen: dict[Any, int] = {}
-        for i, wan in enumerate(wans):
-            value = getattr(wan, attr)
-            if value is None:
-                continue
-            if value in seen:
-                raise InventoryError(host, f"{field}[{i}] ({wan.name}).{attr}", f"already used by {field}[{seen[value]}] ({wans[seen[value]].name})", value)
-            seen[value] = i
+    _unique(host, field, wans, ("name", "device", "table"))
     if all(w.backup for w in wans):
         raise InventoryError(host, field, "every WAN is a backup: at least one must carry traffic normally", [w.name for w in wans])
     return wans
@@ -356,20 +371,8 @@ def _lan_address(host: str, field: str, raw: Any, version: int) -> ipaddress.IPv
 
 
 def parse_lan(host: str, index: int, raw: Any, field: str = "cpe_lans") -> Lan:
-    where = f"{field}[{index}]"
-    if not isinstance(raw, dict):
-        raise InventoryError(host, where, "must be a mapping with name, device, ipv4 and ipv6", raw)
-    if isinstance(raw.get("name"), str):
-        where = f"{field}[{index}] ({raw['name']})"
-    only_keys(host, where, raw, LAN_KEYS)
-    for key in ("name", "device"):
-        if key not in raw:
-            raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
+    where = _named_item(host, field, index, raw, LAN_KEYS, ("name", "device"), "name, device, ipv4 and ipv6")
     name = raw["name"]
-    if not isinstance(name, str) or WAN_NAME.fullmatch(name) is None:
-        raise InventoryError(host, f"{where}.name", "must be 1-15 characters of a-z, 0-9, _ and -, starting with a letter", name)
-    if not is_ifname(raw["device"]):
-        raise InventoryError(host, f"{where}.device", "not a Linux interface name (1-15 characters, no '/', ':' or spaces)", raw["device"])
     v4 = raw.get("ipv4", "none")
     ipv4 = None if v4 == "none" else _lan_address(host, f"{where}.ipv4", v4, 4)
     v6 = raw.get("ipv6", [])
@@ -391,14 +394,7 @@ def parse_lans(host: str, raw: Any, wans: list[Wan] | None = None, field: str = 
     if len(raw) > MAX_LANS:
         raise InventoryError(host, field, f"at most {MAX_LANS} LANs", len(raw))
     lans = [parse_lan(host, i, lan, field) for i, lan in enumerate(raw)]
-    for attr in ("name", "device"):
-        seen: dict[Any, int] = {}
-        for i, lan in enumerate(lans):
-            value = getattr(lan, attr)
-            if value in seen:
-                raise InventoryError(host, f"{field}[{i}] ({lan.name}).{attr}",
-                                     f"already used by {field}[{seen[value]}] ({lans[seen[value]].name})", value)
-            seen[value] = i
+    _unique(host, field, lans, ("name", "device"))
     wan_nets = {}
     for wan in wans or ():
         for a in (wan.ipv4, wan.ipv6):
@@ -490,18 +486,8 @@ def parse_port_forwards(host: str, raw: Any, lans: list[Lan], wans: list[Wan], *
     wan_names = [w.name for w in wans]
     out: list[PortForward] = []
     for i, item in enumerate(raw):
-        where = f"{field}[{i}]"
-        if not isinstance(item, dict):
-            raise InventoryError(host, where, "must be a mapping with name, proto, port and to", item)
-        if isinstance(item.get("name"), str):
-            where = f"{field}[{i}] ({item['name']})"
-        only_keys(host, where, item, FORWARD_KEYS)
-        for key in ("name", "port", "to"):
-            if key not in item:
-                raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
+        where = _named_item(host, field, i, item, FORWARD_KEYS, ("name", "port", "to"), "name, proto, port and to")
         name = item["name"]
-        if not isinstance(name, str) or WAN_NAME.fullmatch(name) is None:
-            raise InventoryError(host, f"{where}.name", "must be 1-15 characters of a-z, 0-9, _ and -, starting with a letter", name)
         proto = item.get("proto", "tcp")
         if proto not in PROTOCOLS:
             raise InventoryError(host, f"{where}.proto", f"must be one of {', '.join(PROTOCOLS)}", proto)
