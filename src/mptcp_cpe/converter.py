@@ -12,7 +12,9 @@ TPROXY rule finds no listener and the packets are forwarded as usual.
 
 Only diverted connections are converted. The listen port is open to nothing else, twice
 over: the table's ``input`` chain drops (and counts) TCP to ``listen_port`` without the
-fwmark TPROXY set; and each worker refuses (RST, before any MCP is asked) an accepted
+fwmark TPROXY set, or to one of the CPE's own addresses (a LAN packet to the CPE's address
+and that port matches the transparent listener in the socket rule, and is marked too);
+and each worker refuses (RST, before any MCP is asked) an accepted
 connection whose destination is one of the CPE's own addresses (or loopback, multicast,
 unspecified) -- it came from a WAN, from the LAN to the CPE or from the CPE itself, and
 converting it, or going direct with it, would loop back into the listener. Refusals are
@@ -260,11 +262,13 @@ def nft_ruleset(cfg: ConverterConfig, intercept: bool = True) -> str:
         sets, rules = [], rules[:3]
     body = "\n".join(sets) + "\n  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n" + \
         "".join(f"    {r}\n" for r in rules) + "  }\n"
-    # The listen port takes only what TPROXY diverted (marked above, here at the input hook):
-    # from a WAN, to the CPE's own addresses or from the CPE itself it is closed. Kept while
-    # draining too.
+    # The listen port takes only what TPROXY diverted: marked above, and to another host's
+    # address. The mark alone is not enough: a LAN packet to the CPE's own address and the
+    # listen port finds the (wildcard, transparent) listener in the socket rule and is marked
+    # too. Only packets to the listen port meet the fib lookup. Kept while draining too.
     body += ("  chain input {\n    type filter hook input priority filter; policy accept;\n"
-             f"    tcp dport {cfg.listen_port} meta mark != {cfg.fwmark} counter drop\n  }}\n")
+             f"    tcp dport {cfg.listen_port} meta mark != {cfg.fwmark} counter drop\n"
+             f"    tcp dport {cfg.listen_port} fib daddr type local counter drop\n  }}\n")
     t = f"table inet {cfg.nft_table}"
     return f"{t}\ndelete {t}\n{t} {{\n{body}}}\n"
 

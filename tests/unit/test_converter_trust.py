@@ -124,7 +124,8 @@ def test_ruleset_closes_the_listen_port_to_unmarked_packets():
     for intercept in (True, False):  # kept while draining too
         text = cv.nft_ruleset(cfg, intercept)
         chain = text[text.index("  chain input {"):]
-        assert chain.splitlines()[:3] == ["  chain input {", "    type filter hook input priority filter; policy accept;",
-                                          "    tcp dport 6000 meta mark != 77 counter drop"]
+        assert chain.splitlines()[:5] == ["  chain input {", "    type filter hook input priority filter; policy accept;",
+                                          "    tcp dport 6000 meta mark != 77 counter drop",
+                                          "    tcp dport 6000 fib daddr type local counter drop", "  }"]
     # The mark the input chain wants is the one TPROXY's rules set.
     assert "tproxy ip to :6000 meta mark set 77 accept" in cv.nft_ruleset(cfg)
