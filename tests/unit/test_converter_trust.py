@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 
 import pytest
 
@@ -20,12 +21,23 @@ LAN = (ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("2001:db8:1::/
 # ---------------------------------------------------------------- what reaches the listener
 
 class Own:
+    """The CPE's addresses as a worker sees them (a LocalAddresses without its socket)."""
+
+    generation = 0
+
     def __init__(self, *addresses):
         self.addresses = {ipaddress.ip_address(a) for a in addresses}
+        self.refreshed = 0
 
     def is_own(self, address):
         ip = ipaddress.ip_address(address)
         return la.never_convertible(ip) or ip in self.addresses
+
+    def __contains__(self, ip):
+        return ip in self.addresses
+
+    def refresh(self):
+        self.refreshed += 1
 
 
 @pytest.mark.parametrize(("dst", "why"), [
@@ -41,6 +53,43 @@ class Own:
 ])
 def test_not_diverted(dst, why):
     assert cv.not_diverted(dst, 5125, Own("198.51.100.2", "192.0.2.1", "2001:db8:1::1")) == why
+
+
+def test_worker_resets_what_was_not_diverted_counts_it_and_says_it_once(caplog):
+    # Loopback TCP, no root: a connection to 127.0.0.1 (the CPE itself) is never diverted.
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(16)
+    port = lst.getsockname()[1]
+    cfg = cv.from_dict({"lan_interfaces": ["lan0"], "listen_port": port, "mcps": [["198.51.100.1"]]})
+    local = Own("192.0.2.1")
+    worker = cv.ConverterWorker(cfg, None, [lst], local=local)
+    asked = []
+    worker.book.addresses = lambda: asked.append(1) or []  # an MCP asked would show here
+    caplog.set_level(logging.INFO, logger="mptcp_cpe.converter")
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+    try:
+        lst.setblocking(False)
+        worker._accept(lst.fileno(), 0)
+        for c in clients:
+            with pytest.raises(ConnectionResetError):
+                c.recv(1)  # reset at once
+    finally:
+        for c in clients:
+            c.close()
+        lst.close()
+    assert worker.stats["not_diverted"] == 3 and not worker.pending and not asked
+    assert local.refreshed == 1  # the addresses were brought up to date before looking
+    lines = [r.getMessage() for r in caplog.records if "not diverted" in r.getMessage()]
+    assert len(lines) == 1, lines  # the first at once; the other two when the period ends
+    assert lines[0].startswith("refused 1 connection(s)")
+    assert f"-> [127.0.0.1]:{port} (to the listen port on the CPE's own address)" in lines[0]
+    assert worker.refusal_timer is not None
+    worker.refusals.next_line = 0.0  # as if the period had ended
+    worker._refusals_due()
+    lines = [r.getMessage() for r in caplog.records if "not diverted" in r.getMessage()]
+    assert len(lines) == 2 and lines[1].startswith("refused 2 connection(s)")
+    worker.loop.close()
 
 
 def test_refusals_are_logged_once_per_period_with_a_count_and_an_example():
