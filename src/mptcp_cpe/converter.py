@@ -14,12 +14,12 @@ Only diverted connections are converted. The listen port is open to nothing else
 over: the table's ``input`` chain drops (and counts) TCP to ``listen_port`` without the
 fwmark TPROXY set, or to one of the CPE's own addresses (a LAN packet to the CPE's address
 and that port matches the transparent listener in the socket rule, and is marked too);
-and each worker refuses (RST, before any MCP is asked) an accepted
-connection whose destination is one of the CPE's own addresses (or loopback, multicast,
-unspecified) -- it came from a WAN, from the LAN to the CPE or from the CPE itself, and
-converting it, or going direct with it, would loop back into the listener. Refusals are
-counted (``stats["not_diverted"]``) and logged one line per 10 s at most. Each worker keeps
-the CPE's addresses current from rtnetlink (`localaddrs.LocalAddresses`, in its epoll loop).
+and each worker refuses (RST, before any MCP is asked) an accepted connection whose
+destination is one of the CPE's own addresses (or loopback, multicast, unspecified): it
+came from a WAN, from the LAN to the CPE or from the CPE itself, and converting it, or
+going direct with it, would loop back into the listener. Refusals are counted
+(``stats["not_diverted"]``) and logged one line per 10 s at most. Each worker keeps the
+CPE's addresses current from rtnetlink (`localaddrs.LocalAddresses`, in its epoll loop).
 
 MCPs: the lists in ``mcp.json`` (learned by DHCP on the WANs), then the static ones of the
 config; each MCP's addresses in order, without those `mcptrust.mcp_verdicts` refuses: with
@@ -105,8 +105,8 @@ log = logging.getLogger(__name__)
 IPPROTO_MPTCP = getattr(socket, "IPPROTO_MPTCP", 262)
 TCP_FASTOPEN_CONNECT = getattr(socket, "TCP_FASTOPEN_CONNECT", 30)
 WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EINPROGRESS, errno.EALREADY})
-TOP_KEYS = frozenset({"host", "lan_interfaces", "mcp_port", "listen_port", "mcps", "mcp_file", "mcp_prefixes", "lan_prefixes", "bypass",
-                      "connect_timeout_s", "reply_timeout_s", "retry_after_s", "replay_limit", "workers",
+TOP_KEYS = frozenset({"host", "lan_interfaces", "mcp_port", "listen_port", "mcps", "mcp_file", "mcp_prefixes",
+                      "lan_prefixes", "bypass", "connect_timeout_s", "reply_timeout_s", "retry_after_s", "replay_limit", "workers",
                       "pipe_size", "mptcp_rcvbuf", "drain_timeout_s", "fwmark", "route_table", "rule_priority",
                       "route_protocol", "nft_table"})
 BYPASS_KEYS = frozenset({"destinations", "ports", "sources"})
