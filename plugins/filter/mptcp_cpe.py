@@ -109,6 +109,14 @@ def converter_config(role_settings, host, wans=None):
     return _plain(cfg)
 
 
+def lan_prefixes(lans, host):
+    """Every prefix of the host's LANs (``cpe_lans``, checked by the inventory's LAN checker),
+    as text: what the converter must never take for an MCP's place. No LANs: none."""
+    if lans is None or lans == []:
+        return []
+    return [str(net) for lan in _checked(inventory.parse_lans, host, lans) for net in lan.prefixes]
+
+
 def mcp_config(role_settings, host):
     """The MCP's config (``mptcp-cpe mcp --config``) from the role mcp_converter's settings,
     loaded by the daemon's own loader."""
@@ -211,6 +219,7 @@ class FilterModule:
             "mptcp_cpe_limits_for": mptcp_limits_for,
             "mptcp_cpe_wand_config": wand_config_for,
             "mptcp_cpe_converter_config": converter_config,
+            "mptcp_cpe_lan_prefixes": lan_prefixes,
             "mptcp_cpe_mcp_config": mcp_config,
             "mptcp_cpe_converter_sysctls": converter_sysctls,
         }

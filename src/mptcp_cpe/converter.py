@@ -10,8 +10,24 @@ broadcast, multicast, routed back into the LAN, the MCP port). A policy rule sen
 marked packets to a table with ``local default dev lo``. If the daemon is not running, the
 TPROXY rule finds no listener and the packets are forwarded as usual.
 
+Only diverted connections are converted. The listen port is open to nothing else, twice
+over: the table's ``input`` chain drops (and counts) TCP to ``listen_port`` without the
+fwmark TPROXY set, or to one of the CPE's own addresses (a LAN packet to the CPE's address
+and that port matches the transparent listener in the socket rule, and is marked too);
+and each worker refuses (RST, before any MCP is asked) an accepted connection whose
+destination is one of the CPE's own addresses (or loopback, multicast, unspecified): it
+came from a WAN, from the LAN to the CPE or from the CPE itself, and converting it, or
+going direct with it, would loop back into the listener. Refusals are counted
+(``stats["not_diverted"]``) and logged one line per 10 s at most. Each worker keeps the
+CPE's addresses current from rtnetlink (`localaddrs.LocalAddresses`, in its epoll loop).
+
 MCPs: the lists in ``mcp.json`` (learned by DHCP on the WANs), then the static ones of the
-config; each MCP's addresses in order. An MCP address that does not answer within
+config; each MCP's addresses in order, without those `mcptrust.mcp_verdicts` refuses: with
+``mcp_prefixes`` set, a learned address outside them (a rogue DHCP server's MCP,
+draft-boucadair-mptcp-dhc §5); always, one of the CPE's own addresses, one inside
+``lan_prefixes``, link-local, loopback or multicast (one line per change of mcp.json or of
+the CPE's addresses, not per connection). A static MCP outside ``mcp_prefixes`` or inside
+``lan_prefixes`` is a config error. An MCP address that does not answer within
 ``connect_timeout_s``, closes before answering or answers with an Error about itself is
 skipped for ``retry_after_s`` (or the delay its Error names). ``connect_timeout_s`` is
 also what a LAN connection waits for MCPs in all: silent MCP addresses after the first
@@ -27,6 +43,7 @@ MPTCP socket's receive buffer (0: the kernel's autotuning), see `relay.set_rcvbu
 
     {"host": "cpe-1", "lan_interfaces": ["lan0"], "mcp_port": 5124, "listen_port": 5125,
      "mcps": [["198.51.100.1"]], "mcp_file": "/run/mptcp-cpe/mcp.json",
+     "mcp_prefixes": ["198.51.100.0/24"], "lan_prefixes": ["198.18.1.0/24", "2001:db8:1::/64"],
      "bypass": {"destinations": ["192.0.2.0/24"], "ports": [22], "sources": []},
      "connect_timeout_s": 3, "reply_timeout_s": 15, "retry_after_s": 30,
      "replay_limit": 65536, "workers": 0, "pipe_size": 262144, "mptcp_rcvbuf": 4194304,
@@ -59,6 +76,8 @@ from typing import Any
 from . import convert
 from .dhcp_hook import MCP_STATE
 from .inventory import InventoryError
+from .localaddrs import LocalAddresses
+from .mcptrust import address_problem, mcp_verdicts
 from .relay import (IN, OUT, Loop, Pair, Supervisor, WorkerSignals, abort, raise_fd_limit, set_rcvbuf, worker_count,
                     worker_ready)
 from .settings import (
@@ -86,8 +105,8 @@ log = logging.getLogger(__name__)
 IPPROTO_MPTCP = getattr(socket, "IPPROTO_MPTCP", 262)
 TCP_FASTOPEN_CONNECT = getattr(socket, "TCP_FASTOPEN_CONNECT", 30)
 WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EINPROGRESS, errno.EALREADY})
-TOP_KEYS = frozenset({"host", "lan_interfaces", "mcp_port", "listen_port", "mcps", "mcp_file", "bypass",
-                      "connect_timeout_s", "reply_timeout_s", "retry_after_s", "replay_limit", "workers",
+TOP_KEYS = frozenset({"host", "lan_interfaces", "mcp_port", "listen_port", "mcps", "mcp_file", "mcp_prefixes",
+                      "lan_prefixes", "bypass", "connect_timeout_s", "reply_timeout_s", "retry_after_s", "replay_limit", "workers",
                       "pipe_size", "mptcp_rcvbuf", "drain_timeout_s", "fwmark", "route_table", "rule_priority",
                       "route_protocol", "nft_table"})
 BYPASS_KEYS = frozenset({"destinations", "ports", "sources"})
@@ -119,6 +138,8 @@ class ConverterConfig:
     listen_port: int = 5125
     mcps: tuple[tuple[str, ...], ...] = ()
     mcp_file: Path = MCP_STATE
+    mcp_prefixes: tuple = ()  # where MCPs may be (empty: anywhere); DHCP-learned ones outside are not used
+    lan_prefixes: tuple = ()  # the CPE's LAN prefixes: never an MCP there
     bypass: Bypass = Bypass()
     connect_timeout_s: float = 3.0
     reply_timeout_s: float = 15.0
@@ -160,6 +181,8 @@ def from_dict(raw: Any, host: str = "localhost") -> ConverterConfig:
         listen_port=integer(host, "listen_port", raw.get("listen_port", d.listen_port), 1, 65535),
         mcps=_mcp_lists(host, "mcps", raw.get("mcps", [])),
         mcp_file=absolute_path(host, "mcp_file", raw.get("mcp_file", str(d.mcp_file))),
+        mcp_prefixes=prefixes(host, "mcp_prefixes", raw.get("mcp_prefixes", [])),
+        lan_prefixes=prefixes(host, "lan_prefixes", raw.get("lan_prefixes", [])),
         bypass=Bypass(
             destinations=prefixes(host, "bypass.destinations", bypass_raw.get("destinations", [])),
             ports=ports(host, "bypass.ports", bypass_raw.get("ports", [])),
@@ -185,6 +208,12 @@ def from_dict(raw: Any, host: str = "localhost") -> ConverterConfig:
         raise ConfigError(host, "listen_port", "is the mcp_port: connections to MCPs are never intercepted", cfg.listen_port)
     if cfg.reply_timeout_s < cfg.connect_timeout_s:
         raise ConfigError(host, "reply_timeout_s", f"shorter than connect_timeout_s ({cfg.connect_timeout_s:g})", cfg.reply_timeout_s)
+    for i, mcp in enumerate(cfg.mcps):
+        for j, address in enumerate(mcp):
+            # The CPE's own addresses change at run time: those are left out then, not refused here.
+            problem = address_problem(address, cfg.mcp_prefixes, cfg.lan_prefixes)
+            if problem is not None:
+                raise ConfigError(host, f"mcps[{i}][{j}]", f"cannot be an MCP: {problem}", address)
     return cfg
 
 
@@ -233,6 +262,13 @@ def nft_ruleset(cfg: ConverterConfig, intercept: bool = True) -> str:
         sets, rules = [], rules[:3]
     body = "\n".join(sets) + "\n  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n" + \
         "".join(f"    {r}\n" for r in rules) + "  }\n"
+    # The listen port takes only what TPROXY diverted: marked above, and to another host's
+    # address. The mark alone is not enough: a LAN packet to the CPE's own address and the
+    # listen port finds the (wildcard, transparent) listener in the socket rule and is marked
+    # too. Only packets to the listen port meet the fib lookup. Kept while draining too.
+    body += ("  chain input {\n    type filter hook input priority filter; policy accept;\n"
+             f"    tcp dport {cfg.listen_port} meta mark != {cfg.fwmark} counter drop\n"
+             f"    tcp dport {cfg.listen_port} fib daddr type local counter drop\n  }}\n")
     t = f"table inet {cfg.nft_table}"
     return f"{t}\ndelete {t}\n{t} {{\n{body}}}\n"
 
@@ -339,9 +375,14 @@ class McpBook:
     held: SharedHolds = field(default_factory=SharedHolds)
     cookies: dict[str, bytes] = field(default_factory=dict)
     refusals: dict[str, list] = field(default_factory=dict)
+    local: Any = frozenset()  # the CPE's own addresses: a LocalAddresses in a worker
     _dhcp: tuple[tuple[str, ...], ...] = ()
     _stat: tuple | None = None
     _checked: float = -1.0
+    _loads: int = 0  # times mcp.json was read
+    _judged: tuple | None = None  # (_loads, the local addresses' generation) the verdicts are for
+    _usable: tuple[str, ...] = ()
+    _said: tuple | None = None  # the refusals last logged
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -362,14 +403,31 @@ class McpBook:
             log.warning("%s; keeping the MCPs known before", exc)
             return
         self._dhcp = dhcp_mcps(state)
+        self._loads += 1
         log.info("MCPs from %s: %s", self.cfg.mcp_file, "; ".join(",".join(m) for m in self._dhcp) or "none")
 
     def addresses(self) -> list[str]:
+        """The MCP addresses to try, in order: mcp.json's, then the static ones, without
+        those `mcp_verdicts` refuses. Judged again when the file or the local addresses change;
+        the refusals are logged once per change, not per connection."""
         self._refresh()
-        seen: list[str] = []
-        for mcp in (*self._dhcp, *self.cfg.mcps):
-            seen.extend(a for a in mcp if a not in seen)
-        return seen
+        key = (self._loads, getattr(self.local, "generation", 0))
+        if key != self._judged:
+            new_file = self._judged is None or key[0] != self._judged[0]
+            self._judged = key
+            dhcp, refused = mcp_verdicts(self._dhcp, self.cfg.mcp_prefixes, self.cfg.lan_prefixes, self.local)
+            static, refused_static = mcp_verdicts(self.cfg.mcps, (), (), self.local)  # the rest was checked at load
+            seen: list[str] = []
+            for mcp in (*dhcp, *static):
+                seen.extend(a for a in mcp if a not in seen)
+            self._usable = tuple(seen)
+            refused += refused_static
+            if refused and (new_file or refused != self._said):
+                log.warning("MCP addresses not used: %s", "; ".join(str(r) for r in refused))
+            elif not refused and self._said:
+                log.info("every MCP address known is used again")
+            self._said = refused
+        return list(self._usable)
 
     def usable(self, address: str) -> bool:
         return self.held.get(address) is None
@@ -494,6 +552,12 @@ class Conversion:
     def _connect_direct(self) -> None:
         self.address = None
         self.connected = False
+        if self.w.local.is_own(self.dst[0]):
+            # The address became the CPE's after the accept: going there would loop back.
+            log.info("%r: direct: the destination is now one of the CPE's own addresses", self)
+            self.w.stats["not_diverted"] += 1
+            self._abort()
+            return
         try:
             up = socket.socket(_family(self.dst[0]), socket.SOCK_STREAM)
         except OSError as exc:
@@ -723,17 +787,64 @@ class Conversion:
                 abort(sock)
 
 
+# ---------------------------------------------------------------- what reaches the listener
+
+REFUSAL_LOG_S = 10.0
+
+
+def not_diverted(dst: tuple, listen_port: int, local: Any) -> str | None:
+    """Why a connection the listener accepted is not one TPROXY diverted from the LAN, or
+    None. Diverted connections keep their destination, another host's; anything to one of
+    the CPE's own addresses (or loopback, multicast, unspecified) came straight to the port:
+    from a WAN, from the LAN to the CPE, from the CPE itself. ``local``: a LocalAddresses."""
+    address, port = dst[0], dst[1]
+    if not local.is_own(address):
+        return None
+    if port == listen_port:
+        return "to the listen port on the CPE's own address"
+    return "to the CPE's own address"
+
+
+class RefusalLog:
+    """The lines saying connections were refused: one line at most per ``every`` seconds,
+    with how many since the line before and one of them as an example. ``note`` returns
+    the line to log now, if any; ``flush`` the one owed when the period ends."""
+
+    def __init__(self, every: float = REFUSAL_LOG_S):
+        self.every = every
+        self.next_line = float("-inf")  # when a line may be written again
+        self.count = 0  # refused since the last line
+        self.example = ""
+
+    def _line(self, now: float) -> str:
+        line = (f"refused {self.count} connection(s) to the converter's port not diverted from the LAN "
+                f"since the last such line, e.g. {self.example}")
+        self.count, self.example, self.next_line = 0, "", now + self.every
+        return line
+
+    def note(self, now: float, example: str) -> str | None:
+        self.count += 1
+        self.example = self.example or example
+        return self._line(now) if now >= self.next_line else None
+
+    def flush(self, now: float) -> str | None:
+        return self._line(now) if self.count and now >= self.next_line else None
+
+
 # ---------------------------------------------------------------- a worker process
 
 class ConverterWorker:
     def __init__(self, cfg: ConverterConfig, config_path: Path | None, listeners: list[socket.socket],
-                 holds: SharedHolds | None = None):
+                 holds: SharedHolds | None = None, local: Any = None):
         self.cfg, self.config_path, self.listeners = cfg, config_path, listeners
         self.loop = Loop()
-        self.book = McpBook(cfg, holds or SharedHolds())
+        self.local = local if local is not None else LocalAddresses()
+        self.book = McpBook(cfg, holds or SharedHolds(), local=self.local)
         self.pending: set[Conversion] = set()
         self.pairs: set[Pair] = set()
-        self.stats = {"converted": 0, "direct": 0, "refused": 0}
+        self.stats = {"converted": 0, "direct": 0, "refused": 0, "not_diverted": 0}
+        self.refusals = RefusalLog()
+        self.refusal_timer = None
         self.proto = IPPROTO_MPTCP
 
     def done(self, conv: Conversion) -> None:
@@ -747,6 +858,7 @@ class ConverterWorker:
 
     def _accept(self, fd: int, ev: int) -> None:
         sock = next(s for s in self.listeners if s.fileno() == fd)
+        self.local.refresh()  # an address the kernel added before these connections came is known
         for _ in range(64):
             try:
                 conn, _ = sock.accept()
@@ -756,10 +868,31 @@ class ConverterWorker:
                 log.warning("accept: %s", exc)
                 return
             try:
+                dst, src = conn.getsockname()[:2], conn.getpeername()[:2]
+                why = not_diverted(dst, self.cfg.listen_port, self.local)
+                if why is not None:
+                    self._refuse(conn, src, dst, why)
+                    continue
                 self.pending.add(Conversion(self, conn))
             except OSError as exc:
                 log.info("LAN connection gone before it could be converted: %s", exc)
                 abort(conn)
+
+    def _refuse(self, conn: socket.socket, src: tuple, dst: tuple, why: str) -> None:
+        """Closed at once with RST, before any MCP is asked; counted, and told at most once per period."""
+        abort(conn)
+        self.stats["not_diverted"] += 1
+        line = self.refusals.note(time.monotonic(), f"[{src[0]}]:{src[1]} -> [{dst[0]}]:{dst[1]} ({why})")
+        if line:
+            log.warning("%s", line)
+        elif self.refusal_timer is None:
+            self.refusal_timer = self.loop.later(max(0.0, self.refusals.next_line - time.monotonic()), self._refusals_due)
+
+    def _refusals_due(self) -> None:
+        self.refusal_timer = None
+        line = self.refusals.flush(time.monotonic())
+        if line:
+            log.warning("%s", line)
 
     def _reload(self) -> None:
         try:
@@ -771,12 +904,13 @@ class ConverterWorker:
             return  # the supervisor refused it and said why
         self.cfg = cfg
         held, cookies = self.book.held, self.book.cookies
-        self.book = McpBook(self.cfg, held, cookies)
+        self.book = McpBook(self.cfg, held, cookies, local=self.local)
 
     def run(self, signals: WorkerSignals) -> int:
         for s in self.listeners:
             s.setblocking(False)
             self.loop.set(s.fileno(), IN, self._accept)
+        self.loop.set(self.local.fileno(), IN, self.local.on_readable)
         signals.watch(self.loop)
         worker_ready()
         deadline = None

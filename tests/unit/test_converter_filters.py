@@ -77,14 +77,17 @@ def test_settings_read_only_at_start_are_config_keys(role, keys):
 # converter_config
 # ---------------------------------------------------------------------------
 
-CONVERTER_DEFAULTS = {**role_settings("cpe_converter", "cpe_converter_"), "lan_interfaces": ["lan0"]}
+# The defaults that read the inventory, as they render for a host without cpe_lans nor
+# cpe_mcp_prefixes (test_converter_inventory_defaults_render renders them for real), with one LAN.
+CONVERTER_DEFAULTS = {**role_settings("cpe_converter", "cpe_converter_"), "lan_interfaces": ["lan0"],
+                      "lan_prefixes": [], "mcp_prefixes": []}
 
 
 def test_converter_config_with_the_role_defaults():
     assert f.converter_config(CONVERTER_DEFAULTS, HOST, WANS) == {
         "host": HOST, "lan_interfaces": ["lan0"], "mcp_port": 5124, "listen_port": 5125, "mcps": [],
-        "mcp_file": "/run/mptcp-cpe/mcp.json", "bypass": {"destinations": [], "ports": [], "sources": []},
-        "connect_timeout_s": 3.0, "reply_timeout_s": 15.0, "retry_after_s": 30.0, "replay_limit": 65536,
+        "mcp_file": "/run/mptcp-cpe/mcp.json", "mcp_prefixes": [], "lan_prefixes": [],
+        "bypass": {"destinations": [], "ports": [], "sources": []}, "connect_timeout_s": 3.0, "reply_timeout_s": 15.0, "retry_after_s": 30.0, "replay_limit": 65536,
         "workers": 0, "pipe_size": 262144, "mptcp_rcvbuf": 4194304, "drain_timeout_s": 30.0, "fwmark": 8803, "route_table": 199,
         "rule_priority": 9000, "route_protocol": 202, "nft_table": "mptcp_cpe_converter",
     }
@@ -192,6 +195,19 @@ def test_converter_config_without_wans_checks_no_overlap(wans):
         pytest.param({"workers": 257}, "cpe_converter_workers: must be an integer from 0 to 256 (got 257)", id="workers"),
         pytest.param({"replay_limit": 100},
                      "cpe_converter_replay_limit: must be an integer from 1024 to 16777216 (got 100)", id="replay"),
+        pytest.param({"mcp_prefixes": ["198.51.100.1/24"]},
+                     "cpe_converter_mcp_prefixes[0]: not a prefix (host bits must be zero) (got '198.51.100.1/24')",
+                     id="mcp-prefixes-host-bits"),
+        pytest.param({"mcp_prefixes": "198.51.100.0/24"},
+                     "cpe_converter_mcp_prefixes: must be a list of prefixes (got '198.51.100.0/24')", id="mcp-prefixes-str"),
+        pytest.param({"lan_prefixes": ["lan0"]},
+                     "cpe_converter_lan_prefixes[0]: not a prefix (host bits must be zero) (got 'lan0')", id="lan-prefixes"),
+        pytest.param({"mcp_prefixes": ["198.51.100.0/24"], "mcps": [["203.0.113.1"]]},
+                     "cpe_converter_mcps[0][0]: cannot be an MCP: outside cpe_converter_mcp_prefixes (198.51.100.0/24) "
+                     "(got '203.0.113.1')", id="static-mcp-outside"),
+        pytest.param({"lan_prefixes": ["192.0.2.0/24"], "mcps": [["192.0.2.1"]]},
+                     "cpe_converter_mcps[0][0]: cannot be an MCP: inside the LAN prefix 192.0.2.0/24 (got '192.0.2.1')",
+                     id="static-mcp-in-lan"),
     ],
 )
 def test_converter_errors_name_host_variable_and_value(change, expected):
@@ -200,6 +216,59 @@ def test_converter_errors_name_host_variable_and_value(change, expected):
     assert info.value.message == f"{HOST}: {expected}"
     # Raised "from None": the daemon's traceback is not chained into Ansible's output.
     assert info.value.__cause__ is None and info.value.__suppress_context__ is True
+
+
+def test_converter_config_keeps_the_trust_prefixes():
+    cfg = f.converter_config({**CONVERTER_DEFAULTS, "mcp_prefixes": ["198.51.100.0/24", "2001:DB8:A::/48"],
+                              "lan_prefixes": ["192.0.2.0/24"], "mcps": [["198.51.100.1"]]}, HOST, WANS)
+    assert cfg["mcp_prefixes"] == ["198.51.100.0/24", "2001:db8:a::/48"] and cfg["lan_prefixes"] == ["192.0.2.0/24"]
+
+
+LANS = [{"name": "home", "device": "br-lan", "ipv4": "192.0.2.1/24", "ipv6": ["2001:db8:1::1/64"]},
+        {"name": "guest", "device": "br-guest", "ipv4": "198.18.7.1/24"}]
+
+
+def test_lan_prefixes_are_every_prefix_of_the_lans():
+    assert f.lan_prefixes(LANS, HOST) == ["192.0.2.0/24", "2001:db8:1::/64", "198.18.7.0/24"]
+    assert f.lan_prefixes([], HOST) == [] and f.lan_prefixes(None, HOST) == []
+
+
+@pytest.mark.parametrize(("lans", "expected"), [
+    pytest.param([{"name": "home", "device": "br-lan", "ipv4": "192.0.2.1"}],
+                 "cpe_lans[0] (home).ipv4: not the CPE's IPv4 address with the LAN's prefix length, like 198.18.1.1/24 "
+                 "(got '192.0.2.1')", id="no-length"),
+    pytest.param([LANS[0], {**LANS[1], "ipv4": "192.0.2.129/25"}],
+                 "cpe_lans[1] (guest): prefix 192.0.2.128/25 overlaps 192.0.2.0/24 of LAN home (got '192.0.2.128/25')",
+                 id="overlap"),
+    pytest.param("br-lan", "cpe_lans: must be a non-empty list of LANs (got 'br-lan')", id="not-a-list"),
+])
+def test_lan_prefixes_errors_name_host_field_and_value(lans, expected):
+    with pytest.raises(AnsibleFilterError) as info:
+        f.lan_prefixes(lans, HOST)
+    assert info.value.message == f"{HOST}: {expected}"
+
+
+def _render(template: str, **context):
+    """A role default rendered as Ansible would: Jinja2 with this plugin's filters."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters.update(f.FilterModule().filters())
+    return env.from_string(template.replace("{{", "{{ (").replace("}}", ") | tojson }}")).render(
+        inventory_hostname=HOST, **context)
+
+
+def test_converter_inventory_defaults_render():
+    defaults = role_yaml("cpe_converter", "defaults/main.yml")
+    names = ("cpe_converter_lan_interfaces", "cpe_converter_lan_prefixes", "cpe_converter_mcp_prefixes")
+    # A host without cpe_lans nor cpe_mcp_prefixes: what CONVERTER_DEFAULTS says.
+    assert [json.loads(_render(defaults[n])) for n in names] == [[], [], []]
+    # With the inventory's LANs and MCP prefixes: their devices, their prefixes, the prefixes as given.
+    rendered = [json.loads(_render(defaults[n], cpe_lans=LANS, cpe_mcp_prefixes=["198.51.100.0/24"])) for n in names]
+    assert rendered == [["br-lan", "br-guest"], ["192.0.2.0/24", "2001:db8:1::/64", "198.18.7.0/24"], ["198.51.100.0/24"]]
+    cfg = f.converter_config({**CONVERTER_DEFAULTS, **dict(zip(("lan_interfaces", "lan_prefixes", "mcp_prefixes"), rendered))},
+                             HOST, WANS)
+    assert cfg["lan_interfaces"] == ["br-lan", "br-guest"] and cfg["mcp_prefixes"] == ["198.51.100.0/24"]
 
 
 def test_converter_wan_errors_keep_the_inventory_names():

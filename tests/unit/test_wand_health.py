@@ -87,3 +87,66 @@ def test_status_line_for_systemd_counts_healthy_wans_and_names_the_default_route
                       "lte": {"healthy": False, "state": "no-address", "in_default_route": False},
                       "fibre": {"healthy": False, "state": "down", "in_default_route": False}}}
     assert status_line(state) == "1 of 3 WANs up: dsl up, lte no-address, fibre down; default route: dsl"
+
+
+STATUS_WAN = {"host": "cpe", "policy": "balance", "updated": "t", "wans": {
+    "dsl": {"device": "wan1", "state": "up", "since": "s", "last_probe_rtt_ms": 1.0, "table": 101,
+            "addresses": ["203.0.113.2/24"], "gateway": {"ipv4": "203.0.113.1", "ipv6": None},
+            "in_default_route": True, "backup": False}}}
+STATUS_MCP = {"wans": {"wan1": {"v4": {"mcps": [["198.51.100.1"], ["192.0.2.66"]]},
+                                "v6": {"mcps": [["2001:db8:a::1", "fe80::1"]]}}}}
+
+
+def test_status_text_names_the_learned_mcps_the_converter_refuses():
+    refused = {"wan1": {"v4": [{"address": "192.0.2.66", "reason": "outside mcp_prefixes (198.51.100.0/24)"}],
+                        "v6": [{"address": "fe80::1", "reason": "a link-local address"}]}}
+    text = status_text(STATUS_WAN, STATUS_MCP, refused).splitlines()
+    assert text[3:] == [
+        f"{'':<12} MCPs v4: 198.51.100.1; 192.0.2.66",
+        f"{'':<12} MCPs v4: 192.0.2.66 not used by the converter: outside mcp_prefixes (198.51.100.0/24)",
+        f"{'':<12} MCPs v6: 2001:db8:a::1,fe80::1",
+        f"{'':<12} MCPs v6: fe80::1 not used by the converter: a link-local address",
+    ]
+    assert status_text(STATUS_WAN, STATUS_MCP) == status_text(STATUS_WAN, STATUS_MCP, {})  # no verdicts: as before
+
+
+def _status(tmp_path, capsys, *extra):
+    import json
+
+    from mptcp_cpe import cli
+
+    (tmp_path / "wan.json").write_text(json.dumps(STATUS_WAN))
+    (tmp_path / "mcp.json").write_text(json.dumps(STATUS_MCP))
+    rc = cli.main(["status", "--state-file", str(tmp_path / "wan.json"), "--mcp-file", str(tmp_path / "mcp.json"),
+                   "--converter-config", str(tmp_path / "converter.json"), *extra])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_status_reads_the_converters_prefixes(tmp_path, capsys):
+    import json
+
+    # No converter config: no verdicts, as before it was read.
+    rc, out, err = _status(tmp_path, capsys)
+    assert rc == 0 and "not used" not in out and err == ""
+    rc, out, _ = _status(tmp_path, capsys, "--json")
+    assert json.loads(out)["mcp_refused"] == {}
+    (tmp_path / "converter.json").write_text(json.dumps({"lan_interfaces": ["lan0"], "mcp_prefixes": ["198.51.100.0/24"],
+                                                         "lan_prefixes": ["2001:db8:a::/64"]}))
+    rc, out, err = _status(tmp_path, capsys)
+    assert rc == 0 and err == ""
+    assert "MCPs v4: 192.0.2.66 not used by the converter: outside mcp_prefixes (198.51.100.0/24)" in out
+    assert "MCPs v6: 2001:db8:a::1 not used by the converter: inside the LAN prefix 2001:db8:a::/64" in out
+    assert "MCPs v6: fe80::1 not used by the converter: a link-local address" in out
+    rc, out, _ = _status(tmp_path, capsys, "--json")
+    doc = json.loads(out)
+    assert doc["mcp_refused"]["wan1"]["v4"] == [{"address": "192.0.2.66", "reason": "outside mcp_prefixes (198.51.100.0/24)"}]
+    assert doc["wan"] == STATUS_WAN and doc["mcp"] == STATUS_MCP
+
+
+def test_status_with_a_bad_converter_config_says_so_and_shows_the_rest(tmp_path, capsys):
+    (tmp_path / "converter.json").write_text('{"lan_interfaces": ["lan0"], "mcp_prefixes": ["198.51.100.1/24"]}')
+    rc, out, err = _status(tmp_path, capsys)
+    assert rc == 0 and "MCPs v4: 198.51.100.1; 192.0.2.66" in out
+    assert err.startswith("mptcp-cpe status: localhost: mcp_prefixes[0]: not a prefix (host bits must be zero) "
+                          "(got '198.51.100.1/24')")

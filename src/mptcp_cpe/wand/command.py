@@ -48,7 +48,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 # --- mptcp-cpe status ---
 
-def status_text(wan_state: dict, mcp_state: dict | None = None) -> str:
+CONVERTER_CONFIG = Path("/etc/mptcp-cpe/converter.json")
+
+
+def mcp_refusals(mcp_state: dict | None, converter_config: Path) -> tuple[dict, str | None]:
+    """The MCP addresses of mcp.json the converter does not use, per WAN device and family
+    (`mcptrust.state_verdicts`), judged with the converter's mcp_prefixes and lan_prefixes
+    and the CPE's own addresses; and a line to say if that could not be worked out. No
+    converter config: no verdicts (the converter is not installed)."""
+    if not mcp_state or not converter_config.exists():
+        return {}, None
+    from .. import converter
+    from ..inventory import InventoryError
+    from ..mcptrust import state_verdicts
+
+    try:
+        cfg = converter.load(converter_config, "localhost")
+    except InventoryError as exc:
+        return {}, f"{exc}; the MCPs the converter refuses are not shown"
+    from ..localaddrs import LocalAddresses, NetlinkError
+
+    try:
+        local = LocalAddresses()
+    except (OSError, NetlinkError):
+        own: frozenset = frozenset()  # no rtnetlink here: judged without the CPE's own addresses
+    else:
+        own = frozenset(local.addresses)
+        local.close()
+    return state_verdicts(mcp_state, cfg.mcp_prefixes, cfg.lan_prefixes, own), None
+
+
+def status_text(wan_state: dict, mcp_state: dict | None = None, refused: dict | None = None) -> str:
     lines = [f"{wan_state.get('host', '?')}: policy {wan_state.get('policy', '?')}, updated {wan_state.get('updated', '?')}"
              + (f", wand build {wan_state['build']}" if wan_state.get("build") else "")]
     header = f"{'WAN':<12} {'DEVICE':<10} {'STATE':<10} {'SINCE':<26} {'RTT ms':>7} {'TABLE':>6}  ADDRESSES / GATEWAYS"
@@ -69,6 +99,8 @@ def status_text(wan_state: dict, mcp_state: dict | None = None) -> str:
             for fam in ("v4", "v6"):
                 if fam in mcps:
                     lines.append(f"{'':<12} MCPs {fam}: " + "; ".join(",".join(m) for m in mcps[fam]["mcps"]))
+                for r in ((refused or {}).get(w.get("device"), {})).get(fam, []):
+                    lines.append(f"{'':<12} MCPs {fam}: {r['address']} not used by the converter: {r['reason']}")
     return "\n".join(lines)
 
 
@@ -82,10 +114,13 @@ def status_main(args: argparse.Namespace) -> int:
     if wan_state is None:
         print(f"mptcp-cpe status: {args.state_file} does not exist: is wand running?", file=sys.stderr)
         return 1
+    refused, problem = mcp_refusals(mcp_state, args.converter_config)
+    if problem:
+        print(f"mptcp-cpe status: {problem}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"wan": wan_state, "mcp": mcp_state}, indent=2, sort_keys=True))
+        print(json.dumps({"wan": wan_state, "mcp": mcp_state, "mcp_refused": refused}, indent=2, sort_keys=True))
     else:
-        print(status_text(wan_state, mcp_state))
+        print(status_text(wan_state, mcp_state, refused))
     return 0
 
 
@@ -94,4 +129,6 @@ def add_status_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print both files as one JSON object")
     p.add_argument("--state-file", type=Path, default=RUN_DIR / "wan.json")
     p.add_argument("--mcp-file", type=Path, default=MCP_STATE)
+    p.add_argument("--converter-config", type=Path, default=CONVERTER_CONFIG,
+                   help="the converter's config: its mcp_prefixes and lan_prefixes say which learned MCPs it refuses")
     p.set_defaults(func=status_main)
