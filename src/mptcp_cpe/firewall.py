@@ -196,6 +196,12 @@ def from_dict(raw: Any, host: str = "localhost", names: dict[str, str] | None = 
                 raise ConfigError(host, "table_base", f"numbers {name('wans')}[{i}] ({wan.name}) into the kernel's table {table}", table_base)
             wan = dataclasses.replace(wan, table=table)
         numbered.append(wan)
+    seen: dict[int, str] = {}
+    for i, wan in enumerate(numbered):
+        if wan.table in seen:
+            raise ConfigError(host, f"{name('wans')}[{i}] ({wan.name}).table", f"already used by {seen[wan.table]} "
+                              "(a WAN without table gets table_base + 1 + its index)", wan.table)
+        seen[wan.table] = f"{name('wans')}[{i}] ({wan.name})"
     lans = parse_lans(host, raw["lans"], wans, field=name("lans"))
     trusted = interfaces(host, "trusted_interfaces", raw.get("trusted_interfaces", []))
     for i, dev in enumerate(trusted):

@@ -76,6 +76,7 @@ def test_the_rendered_config_loads_back_unchanged():
     ({"port_forwards": [{"name": "x", "port": "20-30", "to": "198.18.1.10"}]}, "port_forwards[0] (x).port",
      "includes tcp port 22, the CPE's SSH port"),
     ({"bogus": 1}, "(config)", "unknown keys ['bogus']"),
+    ({"table_base": 76}, "wans[1] (lte).table", "already used by wans[0] (dsl)"),
 ])
 def test_bad_config_names_host_field_and_value(edit, field, problem):
     with pytest.raises(InventoryError) as e:
