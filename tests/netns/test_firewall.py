@@ -292,6 +292,42 @@ def test_a_port_forward_works_and_answers_by_the_wan_it_came_in_on(lab):
     assert not ok, out
 
 
+def test_a_forwards_mark_keeps_the_other_mark_bits(lab):
+    # Another user of the packet mark (as the converter is) marks the LAN's packets first;
+    # the firewall sets only its own bits, and the reply still leaves by wan2.
+    sh("nft", "-f", "-", ns=CPE, input="""
+table inet tfw_other {
+    counter kept { }
+    chain pre { type filter hook prerouting priority -200; policy accept; iifname "lan0" meta mark set meta mark or 0x5; }
+    chain post { type filter hook postrouting priority 0; policy accept;
+                 oifname "wan2" tcp sport 2223 meta mark 0x00020005 counter name kept; }
+}
+""")
+    try:
+        w2 = counter("from_wan2", ISP, "inet tfw_count")
+        assert connect(lab, ISP, "tcp", WAN2_4, 2223, OUTSIDER4) == (True, f"hello from {LAN_HOST4}:2223")
+        assert counter("from_wan2", ISP, "inet tfw_count") > w2
+        assert counter("kept", CPE, "inet tfw_other") > 0
+    finally:
+        sh("nft", "delete", "table", "inet", "tfw_other", ns=CPE)
+
+
+def test_the_converters_diverted_connections_are_let_in_from_the_lan(lab):
+    # What the converter's TPROXY rule does to a new LAN connection: the diverted mark.
+    sh("nft", "-f", "-", ns=CPE, input="""
+table inet tfw_divert {
+    chain pre { type filter hook prerouting priority mangle; policy accept;
+                iifname "lan0" tcp dport 8022 meta mark set 8803; }
+}
+""")
+    try:
+        assert connect(lab, LAN, "tcp", "198.18.1.1", 8022) == (True, "hello from 0.0.0.0:8022")
+    finally:
+        sh("nft", "delete", "table", "inet", "tfw_divert", ns=CPE)
+    ok, out = connect(lab, LAN, "tcp", "198.18.1.1", 8022)
+    assert not ok, out
+
+
 def test_ipv6_forward_opens_the_lan_host_on_its_wan_and_replies_leave_by_it(lab):
     # Route the LAN prefix by wan2 at the isp for this one: the forward is open from lte.
     sh("ip", "-6", "route", "replace", "2001:db8:0:100::/64", "via", "2001:db8:0:2::10", ns=ISP)
