@@ -41,7 +41,6 @@ import argparse
 import dataclasses
 import errno
 import ipaddress
-import logging
 import socket
 import sys
 from dataclasses import dataclass
@@ -72,8 +71,6 @@ from .settings import (
     read_config,
     route_protocol,
 )
-
-log = logging.getLogger(__name__)
 
 TOP_KEYS = frozenset({"host", "nft_table", "table_base", "wans", "lans", "management_prefixes", "port_forwards",
                       "ssh_port", "lan_services", "trusted_interfaces", "icmp_echo_rate", "diverted_mark",

@@ -17,7 +17,6 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -94,7 +93,7 @@ def client(kind, dst, port, src, sport=0):
         data = s.recv(100).decode()
         if kind == "mptcp":
             # Wait (bounded) for the subflow the path manager opens over the other WAN.
-            import struct, time
+            import time
             for _ in range(50):
                 info = s.getsockopt(284, 1, 8)  # SOL_MPTCP, MPTCP_INFO: mptcpi_subflows first
                 if info[0] >= 1:
