@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import re
 import sys
 from pathlib import Path
@@ -16,11 +17,11 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from mptcp_cpe import converter, inventory, kea, mcp, settings
+    from mptcp_cpe import converter, firewall, inventory, kea, mcp, settings
     from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from mptcp_cpe import converter, inventory, kea, mcp, settings
+    from mptcp_cpe import converter, firewall, inventory, kea, mcp, settings
     from mptcp_cpe.wand import config as wand_config
 
 # The kernel's in-kernel path manager refuses limits above this (MPTCP_PM_ADDR_MAX).
@@ -126,6 +127,36 @@ def mcp_config(role_settings, host):
         raise _role_error(exc, "mcp_converter_", mcp.TOP_KEYS) from None
 
 
+# The firewall's inputs that are the inventory's shared data: errors name the inventory's
+# variable (cpe_port_forwards[0] (web).to), the one an operator edits.
+FIREWALL_SHARED = {"wans": "cpe_wans", "lans": "cpe_lans", "management_prefixes": "cpe_management_prefixes",
+                   "port_forwards": "cpe_port_forwards"}
+
+
+def firewall_config(role_settings, host):
+    """The firewall's config (``mptcp-cpe firewall --config``) from the role cpe_firewall's
+    settings (by the config's own keys), loaded by the firewall's own loader: what the role
+    renders is what ``mptcp-cpe firewall --check`` accepts."""
+    try:
+        return firewall.from_dict({**role_settings, "host": host}, host, names=FIREWALL_SHARED).as_dict()
+    except inventory.InventoryError as exc:
+        raise _role_error(exc, "cpe_firewall_", firewall.TOP_KEYS - set(FIREWALL_SHARED)) from None
+
+
+def firewall_management_path(ssh_connection, host, config, route=None):
+    """Refuse a firewall config (``mptcp_cpe_firewall_config``'s) that would cut the SSH
+    session this Ansible run uses: ``ssh_connection`` is its SSH_CONNECTION (empty: not over
+    SSH), ``route`` what ``ip -j route get <client>`` says on the router (JSON text or data).
+    Returns the config unchanged."""
+    if isinstance(route, str):
+        route = json.loads(route) if route.strip() else []
+    dev = (route or [{}])[0].get("dev") if isinstance(route, list) else None
+    _checked(firewall.check_management_path, host, ssh_connection, config["management_prefixes"],
+             config["ssh_port"], config["trusted_interfaces"], dev,
+             "cpe_firewall_management_prefixes", "cpe_firewall_ssh_port")
+    return config
+
+
 # net.ipv4.tcp_fastopen: the bit each side of RFC 8803 needs for the Convert message to ride in the SYN.
 FASTOPEN_BITS = {1: "client", 2: "server"}
 FASTOPEN_KEY = "net.ipv4.tcp_fastopen"
@@ -222,4 +253,6 @@ class FilterModule:
             "mptcp_cpe_lan_prefixes": lan_prefixes,
             "mptcp_cpe_mcp_config": mcp_config,
             "mptcp_cpe_converter_sysctls": converter_sysctls,
+            "mptcp_cpe_firewall_config": firewall_config,
+            "mptcp_cpe_firewall_management_path": firewall_management_path,
         }

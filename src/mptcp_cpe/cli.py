@@ -7,6 +7,9 @@
     mptcp-cpe status [--json]                       the WANs and the MCPs learned, for people
     mptcp-cpe converter --config FILE [--check]     CPE side: LAN TCP to MPTCP via an MCP (RFC 8803)
     mptcp-cpe mcp --config FILE [--check]           network side: the MPTCP Conversion Point
+    mptcp-cpe firewall --config FILE [--check|--print|--remove]
+                                                    the CPE's firewall: apply it (atomically), check,
+                                                    print or remove it
     mptcp-cpe --build-id                            which code is installed (a digest of its files)
 """
 
@@ -17,7 +20,7 @@ import binascii
 import json
 import sys
 
-from . import __version__, converter, dhcp_hook, options
+from . import __version__, converter, dhcp_hook, firewall, options
 from . import mcp as mcp_daemon
 from .build import build_id
 from .wand import command as wand_command
@@ -87,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     wand_command.add_status_parser(sub)
     converter.add_parser(sub)
     mcp_daemon.add_parser(sub)
+    firewall.add_parser(sub)
     return parser
 
 

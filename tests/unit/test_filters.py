@@ -51,6 +51,8 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_lan_prefixes": f.lan_prefixes,
         "mptcp_cpe_mcp_config": f.mcp_config,
         "mptcp_cpe_converter_sysctls": f.converter_sysctls,
+        "mptcp_cpe_firewall_config": f.firewall_config,
+        "mptcp_cpe_firewall_management_path": f.firewall_management_path,
     }
 
 
