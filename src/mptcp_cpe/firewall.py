@@ -355,7 +355,8 @@ def ruleset(cfg: FirewallConfig) -> str:
         for proto, port in LAN_SERVICES[service]:
             out.append(f"\t\t{proto} dport {port} accept")
     out += [
-        "\t\tmeta l4proto { icmp, ipv6-icmp } accept",
+        # nft's own keywords, not /etc/protocols names (a router may have no netbase).
+        "\t\tmeta l4proto { icmp, icmpv6 } accept",
         "\t\tcounter name input_lan_rejected reject with icmpx admin-prohibited",
         "\t}",
         "",
