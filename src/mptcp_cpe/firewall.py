@@ -49,7 +49,7 @@ from typing import Any
 
 from .inventory import (
     MAX_WANS,
-    RESERVED_TABLES,
+    number_tables,
     TABLE_RANGE,
     InventoryError,
     Lan,
@@ -185,14 +185,7 @@ def from_dict(raw: Any, host: str = "localhost", names: dict[str, str] | None = 
     nft_table = nft_name(host, "nft_table", raw.get("nft_table", d.nft_table))
     table_base = integer(host, "table_base", raw.get("table_base", d.table_base), 1, TABLE_RANGE[1] - MAX_WANS - 1)
     wans = parse_wans(host, raw["wans"], field=name("wans"))
-    numbered = []
-    for i, wan in enumerate(wans):
-        if wan.table is None:
-            table = table_base + 1 + i
-            if table in RESERVED_TABLES:
-                raise ConfigError(host, "table_base", f"numbers {name('wans')}[{i}] ({wan.name}) into the kernel's table {table}", table_base)
-            wan = dataclasses.replace(wan, table=table)
-        numbered.append(wan)
+    numbered = number_tables(host, wans, table_base, name("wans"), error=ConfigError)
     seen: dict[int, str] = {}
     for i, wan in enumerate(numbered):
         if wan.table in seen:

@@ -7,6 +7,7 @@ config loaders), so that a mistake reads the same wherever it is caught:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -288,6 +289,21 @@ def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
         probes=(_probes(host, f"{where}.probes", raw["probes"], ipv4, ipv6) if "probes" in raw
                 else DEFAULT_PROBES),
     )
+
+
+def number_tables(host: str, wans: list[Wan], table_base: int, field: str = "wans", *,
+                  error: type[InventoryError] = InventoryError) -> list[Wan]:
+    """The WANs with a routing table each: its own ``table``, or ``table_base`` + 1 + its index
+    (as wand numbers them); a number that falls on a kernel table is an error on table_base."""
+    numbered = []
+    for i, wan in enumerate(wans):
+        if wan.table is None:
+            table = table_base + 1 + i
+            if table in RESERVED_TABLES:
+                raise error(host, "table_base", f"numbers {field}[{i}] ({wan.name}) into the kernel's table {table}", table_base)
+            wan = dataclasses.replace(wan, table=table)
+        numbered.append(wan)
+    return numbered
 
 
 def parse_wans(host: str, raw: Any, field: str = "cpe_wans") -> list[Wan]:

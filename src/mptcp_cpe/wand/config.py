@@ -24,7 +24,7 @@ from typing import Any
 
 from ..inventory import (
     MAX_WANS,
-    RESERVED_TABLES,
+    number_tables,
     TABLE_RANGE,
     Wan,
     _int,
@@ -133,14 +133,7 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
     if "wans" not in raw:
         raise ConfigError(host, "wans", "missing", show_value=False)
     wans = parse_wans(host, raw["wans"], field="wans")
-    numbered = []
-    for i, wan in enumerate(wans):
-        if wan.table is None:
-            table = table_base + 1 + i
-            if table in RESERVED_TABLES:
-                raise ConfigError(host, "table_base", f"numbers wans[{i}] ({wan.name}) into the kernel's table {table}", table_base)
-            wan = dataclasses.replace(wan, table=table)
-        numbered.append(wan)
+    numbered = number_tables(host, wans, table_base, error=ConfigError)
     seen: dict[int, str] = {}
     for i, wan in enumerate(numbered):
         if wan.table == default_table:
