@@ -92,15 +92,18 @@ def procs(tmp_path) -> Iterator[Procs]:
         p.close()
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 20.0, every: float = 0.2):
-    """Poll until check() returns something true; fail naming what was awaited."""
+def wait_for(what: str, check: Callable[[], object], timeout: float = 20.0, every: float = 0.2,
+             explain: Callable[[], str] | None = None):
+    """Poll until check() returns something true; fail naming what was awaited (and, with
+    ``explain``, what it returns: the evidence a failure on another machine needs)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
         if result:
             return result
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    detail = f"\n{explain()}" if explain else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail}")
 
 
 def start_kea4(procs: Procs, tmp_path: Path, ns: str, config: dict, name: str = "kea4") -> subprocess.Popen:

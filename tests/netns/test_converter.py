@@ -319,10 +319,15 @@ def test_mcp_refusal_moves_on_and_is_remembered(daemons):
     daemons.mcp(clients=["2001:db8:a::/64"])  # not the CPE's IPv4 WAN prefixes
     daemons.converter(workers=1, connect_timeout_s=5)  # each worker counts the refusals it saw
     for host in ("198.18.1.2", "198.18.1.3", "198.18.1.4"):  # the server's, nothing listens there
-        code = (f"import socket; s=socket.socket(); s.settimeout(5)\n"
+        # The client waits longer than the converter's budget: were it to give up first, the
+        # converter would drop the connection before the MCP's refusal was counted.
+        code = (f"import socket; s=socket.socket(); s.settimeout(15)\n"
                 f"try: s.connect(({host!r},{PORT}))\nexcept OSError: pass\n")
         sh(sys.executable, "-c", code, ns=NS["lan"], check=False)
-    assert "Error NOT_AUTHORIZED; not used for 300 s" in daemons.procs.log("converter")
+    # CI once failed here without showing why (the log was cut): show both daemons' logs whole.
+    wait_for("the MCP to be held after three refusals",
+             lambda: "Error NOT_AUTHORIZED; not used for 300 s" in daemons.procs.log("converter"), timeout=10,
+             explain=lambda: f"converter:\n{daemons.procs.log('converter')}\nmcp:\n{daemons.procs.log('mcp')}")
     assert "Not Authorized" in daemons.procs.log("mcp")
     assert who() == CPE_SEEN
 
