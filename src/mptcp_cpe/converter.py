@@ -73,7 +73,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import convert
+from . import rfc8803
 from .dhcp_hook import MCP_STATE
 from .inventory import InventoryError
 from .localaddrs import LocalAddresses
@@ -112,7 +112,7 @@ TOP_KEYS = frozenset({"host", "lan_interfaces", "mcp_port", "listen_port", "mcps
 BYPASS_KEYS = frozenset({"destinations", "ports", "sources"})
 # Error codes that say something about the MCP itself: skip it and try the next one.
 # Connection Reset and Destination Unreachable are the destination's answer: passed on.
-DESTINATION_ERRORS = frozenset({convert.ErrorCode.CONNECTION_RESET, convert.ErrorCode.DESTINATION_UNREACHABLE})
+DESTINATION_ERRORS = frozenset({rfc8803.ErrorCode.CONNECTION_RESET, rfc8803.ErrorCode.DESTINATION_UNREACHABLE})
 NOT_AUTHORIZED_HOLD_S = 300.0
 # Not Authorized may be about a destination (deny list, hairpinning) or about us (our
 # prefix is not a client): this many different destinations refused in a minute means us.
@@ -532,7 +532,7 @@ class Conversion:
         self.up = up
         cookie = self.w.book.cookies.get(address)
         self.sent_cookie = cookie is not None
-        self.out = bytearray(convert.connect_message(self.dst[0], self.dst[1], cookie=cookie)) + self.early
+        self.out = bytearray(rfc8803.connect_message(self.dst[0], self.dst[1], cookie=cookie)) + self.early
         self.sent = 0
         err = up.connect_ex((address, self.w.cfg.mcp_port))
         if err and err not in WOULD_BLOCK:
@@ -672,19 +672,19 @@ class Conversion:
     def _answer(self) -> bool:
         """True once the MCP's Convert message is complete and acted on."""
         try:
-            tlvs, end = convert.parse(self.reply)
-        except convert.Incomplete:
+            tlvs, end = rfc8803.parse(self.reply)
+        except rfc8803.Incomplete:
             return False
-        except convert.ConvertError as exc:
+        except rfc8803.ConvertError as exc:
             self._mcp_failed(f"answered with a bad Convert message: {exc}")
             return True
-        error = next((t for t in tlvs if isinstance(t, convert.Error)), None)
+        error = next((t for t in tlvs if isinstance(t, rfc8803.Error)), None)
         if error is None:
             self._start_relay(bytes(self.reply[end:]))
             return True
         code = error.code
-        name = convert.ErrorCode(code).name if code in convert.ErrorCode._value2member_map_ else str(code)
-        if code == convert.ErrorCode.MISSING_COOKIE and self.cookie_retries < 2:
+        name = rfc8803.ErrorCode(code).name if code in rfc8803.ErrorCode._value2member_map_ else str(code)
+        if code == rfc8803.ErrorCode.MISSING_COOKIE and self.cookie_retries < 2:
             self.cookie_retries += 1
             self.w.book.cookies[self.address] = error.cookie().cookie
             address = self.address
@@ -692,7 +692,7 @@ class Conversion:
             log.info("%r: MCP %s asks for a cookie: asking again with it", self, address)
             self._connect_mcp(address)
             return True
-        if code == convert.ErrorCode.NOT_AUTHORIZED and self.sent_cookie and self.cookie_retries < 2:
+        if code == rfc8803.ErrorCode.NOT_AUTHORIZED and self.sent_cookie and self.cookie_retries < 2:
             # Our cookie is stale (a cookie is bound to a time): ask again without it.
             self.cookie_retries += 1
             self.w.book.cookies.pop(self.address, None)
@@ -706,7 +706,7 @@ class Conversion:
             self._close_up()
             self._abort()
             return True
-        if code == convert.ErrorCode.NOT_AUTHORIZED:
+        if code == rfc8803.ErrorCode.NOT_AUTHORIZED:
             if not self.w.book.refused(self.address, self.dst[0]):
                 log.info("%r: MCP %s refuses this destination: not asked again for %g s", self, self.address,
                          NOT_AUTHORIZED_HOLD_S)
@@ -714,7 +714,7 @@ class Conversion:
                 self._next()
                 return True
             hold = NOT_AUTHORIZED_HOLD_S
-        elif code in (convert.ErrorCode.RESOURCE_EXCEEDED, convert.ErrorCode.NETWORK_FAILURE):
+        elif code in (rfc8803.ErrorCode.RESOURCE_EXCEEDED, rfc8803.ErrorCode.NETWORK_FAILURE):
             hold = float(error.retry_after())
         else:
             hold = self.w.cfg.retry_after_s

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import convert
+from . import rfc8803
 from .inventory import InventoryError
 from .relay import (IN, OUT, Loop, Pair, Supervisor, WorkerSignals, abort, raise_fd_limit, set_rcvbuf, worker_count,
                     worker_ready)
@@ -173,9 +173,9 @@ def in_any(address, nets) -> bool:
 
 def connect_error(err: int) -> bytes:
     """The Error message for a failed connection to the destination (errno of connect)."""
-    code = convert.ErrorCode
+    code = rfc8803.ErrorCode
     if err == errno.ECONNREFUSED:
-        return convert.error_message(code.CONNECTION_RESET)
+        return rfc8803.error_message(code.CONNECTION_RESET)
     icmp = {errno.ENETUNREACH: ICMP_NET_UNREACHABLE, errno.EHOSTUNREACH: ICMP_HOST_UNREACHABLE,
             errno.EHOSTDOWN: ICMP_HOST_UNREACHABLE, errno.EACCES: ICMP_ADMIN_PROHIBITED,
             errno.EPERM: ICMP_ADMIN_PROHIBITED,
@@ -183,10 +183,10 @@ def connect_error(err: int) -> bytes:
             # would make clients leave a working MCP).
             errno.ETIMEDOUT: ICMP_HOST_UNREACHABLE}
     if err in icmp:
-        return convert.error_message(code.DESTINATION_UNREACHABLE, bytes([icmp[err]]))
+        return rfc8803.error_message(code.DESTINATION_UNREACHABLE, bytes([icmp[err]]))
     if err in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL):
-        return convert.error_message(code.RESOURCE_EXCEEDED, b"\0")
-    return convert.error_message(code.NETWORK_FAILURE, b"\0")
+        return rfc8803.error_message(code.RESOURCE_EXCEEDED, b"\0")
+    return rfc8803.error_message(code.NETWORK_FAILURE, b"\0")
 
 
 class Cookies:
@@ -403,10 +403,10 @@ class Session:
                 self.loop.set(fd, 0, self._client_event)  # enough early data until the server answers
             return
         try:
-            tlvs, end = convert.parse(self.buf)
-        except convert.Incomplete:
+            tlvs, end = rfc8803.parse(self.buf)
+        except rfc8803.Incomplete:
             return
-        except convert.ConvertError as exc:
+        except rfc8803.ConvertError as exc:
             log.info("%r: %s", self, exc)
             reply = exc.reply(self.buf)
             self.w.stats["malformed"] += 1
@@ -418,37 +418,37 @@ class Session:
         self._request(tlvs, end)
 
     def _request(self, tlvs: list, end: int) -> None:
-        code = convert.ErrorCode
+        code = rfc8803.ErrorCode
         message = bytes(self.buf[:end])
-        unsupported = [t for t in tlvs if not isinstance(t, (convert.Connect, convert.Info, convert.Cookie))]
+        unsupported = [t for t in tlvs if not isinstance(t, (rfc8803.Connect, rfc8803.Info, rfc8803.Cookie))]
         if unsupported:
-            self._refuse(convert.error_message(code.UNSUPPORTED_MESSAGE, convert.echo_value(message)))
+            self._refuse(rfc8803.error_message(code.UNSUPPORTED_MESSAGE, rfc8803.echo_value(message)))
             return
-        connect = next((t for t in tlvs if isinstance(t, convert.Connect)), None)
+        connect = next((t for t in tlvs if isinstance(t, rfc8803.Connect)), None)
         if connect is None:
-            if any(isinstance(t, convert.Info) for t in tlvs):
-                self._refuse(convert.supported_extensions_message(ANNOUNCED_TCP_OPTIONS), count=False)
+            if any(isinstance(t, rfc8803.Info) for t in tlvs):
+                self._refuse(rfc8803.supported_extensions_message(ANNOUNCED_TCP_OPTIONS), count=False)
             else:
-                self._refuse(convert.error_message(code.MALFORMED_MESSAGE, convert.echo_value(message)))
+                self._refuse(rfc8803.error_message(code.MALFORMED_MESSAGE, rfc8803.echo_value(message)))
             return
         host, port = connect.host, connect.port
         self.target = (host, port)
         bad_options = sorted({kind for kind in (kind for kind, _ in connect.options()) if kind not in SUPPORTED_TCP_OPTIONS})
         if bad_options:
-            self._refuse(convert.error_message(code.UNSUPPORTED_TCP_OPTION, bytes(bad_options)))
+            self._refuse(rfc8803.error_message(code.UNSUPPORTED_TCP_OPTION, bytes(bad_options)))
             return
         dest = ipaddress.ip_address(host)
         if in_any(dest, self.w.cfg.deny_destinations) or in_any(dest, self.w.cfg.clients) or port == 0:
             log.info("%r: destination refused (deny_destinations, a client prefix or port 0)", self)
-            self._refuse(convert.error_message(code.NOT_AUTHORIZED))
+            self._refuse(rfc8803.error_message(code.NOT_AUTHORIZED))
             return
         if self.w.cookie_needed:
-            cookie = next((t.cookie for t in tlvs if isinstance(t, convert.Cookie)), None)
+            cookie = next((t.cookie for t in tlvs if isinstance(t, rfc8803.Cookie)), None)
             if cookie is None:
-                self._refuse(convert.error_message(code.MISSING_COOKIE, convert.cookie_value(self.w.cookies.make(self.peer))))
+                self._refuse(rfc8803.error_message(code.MISSING_COOKIE, rfc8803.cookie_value(self.w.cookies.make(self.peer))))
                 return
             if not self.w.cookies.valid(self.peer, cookie):
-                self._refuse(convert.error_message(code.NOT_AUTHORIZED))
+                self._refuse(rfc8803.error_message(code.NOT_AUTHORIZED))
                 return
         del self.buf[:end]
         self._connect(host, port)
@@ -480,7 +480,7 @@ class Session:
         server, self.server = self.server, None
         try:
             # Both fds stay registered: the relay takes their epoll entries over.
-            self.w.relay(self, server, head_to_server=bytes(self.buf), head_to_client=convert.build([]))
+            self.w.relay(self, server, head_to_server=bytes(self.buf), head_to_client=rfc8803.build([]))
         except OSError as exc:
             log.warning("%r: cannot relay: %s", self, exc)
             self.loop.forget(server.fileno(), closing=True)
@@ -658,12 +658,12 @@ class McpWorker:
             if not in_any(ipaddress.ip_address(peer), self.cfg.clients):
                 log.info("client %s: not in clients: Not Authorized", peer)
                 self.stats["refused"] += 1
-                self._refuse_now(conn, peer, convert.error_message(convert.ErrorCode.NOT_AUTHORIZED))
+                self._refuse_now(conn, peer, rfc8803.error_message(rfc8803.ErrorCode.NOT_AUTHORIZED))
                 continue
             slot = self._admit(peer)
             if slot is None:
                 self.stats["refused"] += 1
-                self._refuse_now(conn, peer, convert.error_message(convert.ErrorCode.RESOURCE_EXCEEDED,
+                self._refuse_now(conn, peer, rfc8803.error_message(rfc8803.ErrorCode.RESOURCE_EXCEEDED,
                                                                    bytes([self.cfg.retry_after_s])))
                 continue
             if self.cfg.cookie_syn_rate:
