@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..inventory import InventoryError
+from ..daemon import reload_config, run_worker
 from ..localaddrs import LocalAddresses
-from ..relay import IN, Loop, Pair, WorkerSignals, abort, worker_ready
+from ..relay import IN, Loop, Pair, WorkerSignals, abort
 from .config import START_ONLY, ConverterConfig, load
 from .conversion import Conversion
 from .mcps import McpBook, SharedHolds
@@ -123,13 +123,9 @@ class ConverterWorker:
             log.warning("%s", line)
 
     def _reload(self) -> None:
-        try:
-            cfg = load(self.config_path, self.cfg.host)
-        except InventoryError as exc:
-            log.error("reload refused: %s", exc)
+        cfg = reload_config(load, self.config_path, self.cfg, START_ONLY)
+        if cfg is None:
             return
-        if any(getattr(cfg, key) != getattr(self.cfg, key) for key in START_ONLY):
-            return  # the supervisor refused it and said why
         self.cfg = cfg
         held, cookies = self.book.held, self.book.cookies
         self.book = McpBook(self.cfg, held, cookies, local=self.local)
@@ -139,26 +135,8 @@ class ConverterWorker:
             s.setblocking(False)
             self.loop.set(s.fileno(), IN, self._accept)
         self.loop.set(self.local.fileno(), IN, self.local.on_readable)
-        signals.watch(self.loop)
-        worker_ready()
-        deadline = None
-
-        def done() -> bool:
-            nonlocal deadline
-            if signals.reload and self.config_path is not None:
-                signals.reload = False
-                self._reload()
-            if signals.drain and deadline is None:
-                deadline = time.monotonic() + self.cfg.drain_timeout_s
-                for s in self.listeners:
-                    self.loop.forget(s.fileno())
-                    s.close()
-            if deadline is not None:
-                return (not self.pairs and not self.pending) or time.monotonic() >= deadline
-            return False
-
-        self.loop.run(done)
-        return 0
+        return run_worker(self.loop, signals, self.listeners, self._reload if self.config_path is not None else None,
+                          lambda: self.cfg.drain_timeout_s, lambda: not self.pairs and not self.pending)
 
 
 def listeners(cfg: ConverterConfig) -> list[socket.socket]:

@@ -1,16 +1,18 @@
-"""``mptcp-cpe mcp``: load and check the config, the kernel's subflow limit, run the workers."""
+"""``mptcp-cpe mcp``: the relay daemon's skeleton (`daemon.RelayDaemon`) with the MCP's parts: one
+MPTCP listener per worker, the kernel's subflow limit, the cookie secret and the ClientTable
+the workers share."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import sys
+import socket
 from pathlib import Path
 
-from ..inventory import InventoryError
-from ..relay import Supervisor, WorkerSignals, raise_fd_limit, worker_count
-from ..settings import add_daemon_parser, load_or_say, setup_logging
+from ..daemon import RelayDaemon
+from ..relay import WorkerSignals
+from ..settings import add_daemon_parser
 from .clients import ClientTable, Cookies
 from .config import START_ONLY, McpConfig, load
 from .worker import McpWorker, listener
@@ -33,66 +35,51 @@ def set_subflow_limit(cfg: McpConfig) -> None:
         m.close()
 
 
-def main(args: argparse.Namespace) -> int:
-    cfg = load_or_say("mcp", load, args.config)
-    if cfg is None:
-        return 1
-    if args.check:
-        print(f"{args.config}: {len(cfg.clients)} client prefix(es), port {cfg.port}: OK")
-        return 0
-    setup_logging("mcp", args.verbose)
-    raise_fd_limit()
-    n = worker_count(cfg.workers)
-    try:
-        socks = [listener(cfg) for _ in range(n)]
-    except OSError as exc:
-        print(f"mptcp-cpe mcp: {cfg.host}: listen/port: cannot listen on [{cfg.listen}]:{cfg.port}: {exc.strerror}", file=sys.stderr)
-        return 1
-    try:
-        set_subflow_limit(cfg)
-    except Exception as exc:  # noqa: BLE001 - one clear line
-        print(f"mptcp-cpe mcp: {cfg.host}: max_subflows: cannot set the kernel's MPTCP limits: {exc}", file=sys.stderr)
-        return 1
-    if not _sysctl_has("/proc/sys/net/ipv4/tcp_fastopen", 2):
-        log.warning("net.ipv4.tcp_fastopen lacks the server bit (2): Convert messages will wait for the handshake")
-    cookies = Cookies(os.urandom(32))
-    table = ClientTable(n, ClientTable.slots_for(cfg.max_connections))
-    _check_table_size(table, cfg)
-    state = {"cfg": cfg}
+class McpDaemon(RelayDaemon):
+    name = "mcp"
+    start_only = START_ONLY
 
-    def work(index: int) -> int:
-        for i, s in enumerate(socks):
-            if i != index:
-                s.close()
-        return McpWorker(state["cfg"], args.config, socks[index], cookies, table, index).run(WorkerSignals())
+    def load(self, path: Path, host: str) -> McpConfig:
+        return load(path, host)
 
-    def reload() -> bool:
+    def checked(self, cfg: McpConfig) -> str:
+        return f"{self.args.config}: {len(cfg.clients)} client prefix(es), port {cfg.port}: OK"
+
+    def listen(self, cfg: McpConfig) -> list[socket.socket]:
+        return [listener(cfg)]
+
+    def cannot_listen(self, cfg: McpConfig, exc: OSError) -> str:
+        return f"listen/port: cannot listen on [{cfg.listen}]:{cfg.port}: {exc.strerror}"
+
+    def start(self, cfg: McpConfig, workers: int) -> str | None:
         try:
-            new = load(args.config, cfg.host)
-        except InventoryError as exc:
-            log.error("reload refused: %s", exc)
-            return False
-        for key in START_ONLY:
-            if getattr(new, key) != getattr(state["cfg"], key):
-                log.error("reload refused: %s: %s: changes only with a restart (got %r)", new.host, key, getattr(new, key))
-                return False
+            set_subflow_limit(cfg)
+        except Exception as exc:  # noqa: BLE001 - one clear line
+            return f"max_subflows: cannot set the kernel's MPTCP limits: {exc}"
+        if not _sysctl_has("/proc/sys/net/ipv4/tcp_fastopen", 2):
+            log.warning("net.ipv4.tcp_fastopen lacks the server bit (2): Convert messages will wait for the handshake")
+        self.cookies = Cookies(os.urandom(32))
+        self.table = ClientTable(workers, ClientTable.slots_for(cfg.max_connections))
+        _check_table_size(self.table, cfg)
+        return None
+
+    def work(self, index: int, socks: list[socket.socket]) -> int:
+        return McpWorker(self.cfg, self.args.config, socks[0], self.cookies, self.table, index).run(WorkerSignals())
+
+    def apply(self, new: McpConfig) -> bool:
         try:
             set_subflow_limit(new)
         except Exception as exc:  # noqa: BLE001
             log.error("reload refused: max_subflows: %s", exc)
             return False
-        state["cfg"] = new
-        log.info("config reloaded")
-        _check_table_size(table, new)
         return True
 
-    def on_drain() -> None:
-        # The workers close their listeners; the parent's copies would keep them listening,
-        # and new clients would wait in a queue nobody accepts from.
-        for s in socks:
-            s.close()
+    def reloaded(self, new: McpConfig) -> None:
+        _check_table_size(self.table, new)
 
-    return Supervisor("mcp", n, work, reload, cfg.drain_timeout_s, on_drain=on_drain).run()
+
+def main(args: argparse.Namespace) -> int:
+    return McpDaemon(args).main()
 
 
 def _check_table_size(table: ClientTable, cfg: McpConfig) -> None:

@@ -7,12 +7,11 @@ import ipaddress
 import logging
 import math
 import socket
-import time
 from pathlib import Path
 
 from .. import rfc8803
-from ..inventory import InventoryError
-from ..relay import IN, Loop, Pair, WorkerSignals, abort, set_rcvbuf, worker_ready
+from ..daemon import reload_config, run_worker
+from ..relay import IN, Loop, Pair, WorkerSignals, abort, set_rcvbuf
 from .clients import ClientTable, ClientTableBusy, ClientTableFull, Cookies, RateMeter
 from .config import START_ONLY, McpConfig, _plain, in_any, load
 from .session import Session
@@ -171,37 +170,15 @@ class McpWorker:
         session._refuse(reply, count=False)
 
     def _reload(self) -> None:
-        try:
-            cfg = load(self.config_path, self.cfg.host)
-        except InventoryError as exc:
-            log.error("reload refused: %s", exc)
-            return
-        if any(getattr(cfg, key) != getattr(self.cfg, key) for key in START_ONLY):
-            return  # the supervisor refused it and said why
-        self.cfg = cfg
+        cfg = reload_config(load, self.config_path, self.cfg, START_ONLY)
+        if cfg is not None:
+            self.cfg = cfg
 
     def run(self, signals: WorkerSignals) -> int:
         self.listener.setblocking(False)
         self.loop.set(self.listener.fileno(), IN, self._accept)
-        signals.watch(self.loop)
-        worker_ready()
-        deadline = None
-
-        def done() -> bool:
-            nonlocal deadline
-            if signals.reload and self.config_path is not None:
-                signals.reload = False
-                self._reload()
-            if signals.drain and deadline is None:
-                deadline = time.monotonic() + self.cfg.drain_timeout_s
-                self.loop.forget(self.listener.fileno())
-                self.listener.close()
-            if deadline is not None:
-                return self.connections() == 0 or time.monotonic() >= deadline
-            return False
-
-        self.loop.run(done)
-        return 0
+        return run_worker(self.loop, signals, [self.listener], self._reload if self.config_path is not None else None,
+                          lambda: self.cfg.drain_timeout_s, lambda: self.connections() == 0)
 
 
 def listener(cfg: McpConfig) -> socket.socket:
