@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import json
 import logging
+import os
 import re
 import socket
 import sys
@@ -115,13 +116,35 @@ def read_config(path: Path, host: str) -> Any:
         raise ConfigError(host, str(path), f"not JSON: {exc}", show_value=False) from None
 
 
-def setup_logging(daemon: str, verbose: bool) -> None:
-    """One line per record on stderr (journald adds the time), named after the daemon and
-    its process (the converters run workers). -v is for mptcp_cpe's own debug lines:
-    pyroute2 and asyncio would log every netlink message."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"mptcp-cpe {daemon}[%(process)d]: %(levelname)s %(message)s")
-    logging.getLogger("mptcp_cpe").setLevel(logging.DEBUG if verbose else logging.INFO)
+def setup_logging(command: str, verbose: bool | None = False, *, pid: bool = True, levels: bool = True,
+                  verbose_libraries: bool = False, syslog: bool = False) -> None:
+    """The one logging setup of every command: one line per record on stderr (journald adds
+    the time), ``mptcp-cpe COMMAND[PID]: LEVEL message``; ``pid`` (the relay daemons run
+    workers) and ``levels`` say whether those parts are there. Nothing is added when the
+    root logger has handlers already.
+
+    ``verbose``: mptcp_cpe's own debug lines (pyroute2 and asyncio would log every netlink
+    message), or everyone's with ``verbose_libraries``; None: the command has no -v and the
+    levels are left as they are. ``syslog``: to /dev/log too, as ``mptcp-cpe[PID]: COMMAND:
+    message`` (the DHCP hook, whose stderr the DHCP client may not keep)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.setLevel(logging.DEBUG if verbose and verbose_libraries else logging.INFO)
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(logging.Formatter(f"mptcp-cpe {command}{'[%(process)d]' if pid else ''}: "
+                                           f"{'%(levelname)s ' if levels else ''}%(message)s"))
+        root.addHandler(err)
+        if syslog and os.path.exists("/dev/log"):
+            from logging.handlers import SysLogHandler
+
+            try:
+                sys_h = SysLogHandler(address="/dev/log")
+                sys_h.setFormatter(logging.Formatter(f"mptcp-cpe[%(process)d]: {command}: %(message)s"))
+                root.addHandler(sys_h)
+            except OSError:
+                pass
+    if verbose is not None and not verbose_libraries:
+        logging.getLogger("mptcp_cpe").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def load_or_say(daemon: str, loader: Callable[[Path, str], Any], path: Path) -> Any | None:

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 from ..dhcp_hook import MCP_STATE
-from ..settings import add_daemon_parser, load_or_say
+from ..settings import add_daemon_parser, load_or_say, setup_logging
 from ..statefile import RUN_DIR, StateFileError, read_json
 from . import config as wand_config
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="mptcp-cpe wand: %(levelname)s %(message)s")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{args.config}: {len(cfg.wans)} WANs, policy {cfg.policy}: OK")
         return 0
-    _logging(args.verbose)
+    setup_logging("wand", args.verbose, pid=False, verbose_libraries=True)
     from .daemon import Wand
     from .kernel import Kernel, KernelError
 
