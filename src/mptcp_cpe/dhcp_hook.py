@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from . import options
-from .inventory import is_ifname
+from .checks import is_ifname
 from .settings import setup_logging
 from .statefile import RUN_DIR, StateFileError, locked, read_json, write_json_atomic
 

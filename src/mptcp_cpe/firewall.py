@@ -47,11 +47,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .inventory import (
-    MAX_WANS,
+from .checks import (
     RESERVED_TABLES,
     TABLE_RANGE,
+    ConfigError,
     InventoryError,
+    check_keys,
+    integer,
+    interfaces,
+    nft_name,
+    route_protocol,
+)
+from .inventory import (
+    MAX_WANS,
     Lan,
     PortForward,
     Wan,
@@ -60,17 +68,7 @@ from .inventory import (
     parse_prefixes,
     parse_wans,
 )
-from .settings import (
-    ConfigError,
-    check_keys,
-    config_host,
-    integer,
-    interfaces,
-    load_or_say,
-    nft_name,
-    read_config,
-    route_protocol,
-)
+from .settings import config_host, load_or_say, read_config
 
 TOP_KEYS = frozenset({"host", "nft_table", "table_base", "wans", "lans", "management_prefixes", "port_forwards",
                       "ssh_port", "lan_services", "trusted_interfaces", "icmp_echo_rate", "diverted_mark",

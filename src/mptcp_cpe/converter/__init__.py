@@ -56,7 +56,7 @@ one kept; so is one changing a START_ONLY setting, which needs a restart), SIGTE
 drains live connections for at most ``drain_timeout_s`` and removes what it made.
 """
 
-from ..settings import ConfigError
+from ..checks import ConfigError
 from .command import add_parser, main
 from .config import BYPASS_KEYS, START_ONLY, TOP_KEYS, Bypass, ConverterConfig, from_dict, load
 from .conversion import Conversion

@@ -8,21 +8,20 @@ from typing import Any
 
 from ..dhcp_hook import MCP_STATE
 from ..mcptrust import address_problem
-from ..settings import (
+from ..checks import (
     ConfigError,
     absolute_path,
     check_keys,
-    config_host,
     integer,
     interfaces,
     nft_name,
     number,
     ports,
     prefixes,
-    read_config,
     route_protocol,
     unicast_address,
 )
+from ..settings import config_host, read_config
 
 TOP_KEYS = frozenset({"host", "lan_interfaces", "mcp_port", "listen_port", "mcps", "mcp_file", "mcp_prefixes",
                       "lan_prefixes", "bypass", "connect_timeout_s", "reply_timeout_s", "retry_after_s", "replay_limit", "workers",

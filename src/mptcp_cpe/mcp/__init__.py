@@ -38,7 +38,7 @@ Signals: SIGHUP re-reads the config (bad: refused with one line, the running one
 the START_ONLY settings change only with a restart), SIGTERM stops accepting and drains.
 """
 
-from ..settings import ConfigError
+from ..checks import ConfigError
 from .clients import COOKIE_PERIOD_S, ClientTable, ClientTableBusy, ClientTableFull, Cookies, RateMeter
 from .command import _check_table_size, add_parser, main, set_subflow_limit
 from .config import START_ONLY, TOP_KEYS, McpConfig, _plain, from_dict, in_any, load

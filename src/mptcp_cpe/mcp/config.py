@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..settings import ConfigError, check_keys, config_host, integer, number, prefixes, read_config
+from ..checks import ConfigError, check_keys, integer, number, prefixes
+from ..settings import config_host, read_config
 
 TOP_KEYS = frozenset({"host", "listen", "port", "clients", "deny_destinations", "max_connections",
                       "max_connections_per_client", "max_subflows", "connect_timeout_s", "handshake_timeout_s",
