@@ -461,7 +461,7 @@ class Kernel:
     def __init__(self) -> None:
         from pyroute2 import IPRoute
 
-        from .wand.kernel import Nft
+        from .nft import Nft
 
         self.ipr = IPRoute()
         self.nft = Nft()
@@ -512,7 +512,7 @@ class Kernel:
         return done
 
     def table_exists(self, cfg: FirewallConfig) -> bool:
-        from .wand.kernel import KernelError
+        from .nft import KernelError
 
         try:
             self.nft.run(f"list table inet {cfg.nft_table}")

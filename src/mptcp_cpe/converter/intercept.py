@@ -65,7 +65,7 @@ class Interception:
     def __init__(self) -> None:
         from pyroute2 import IPRoute
 
-        from ..wand.kernel import Nft
+        from ..nft import Nft
 
         self.ipr = IPRoute()
         self.nft = Nft()
