@@ -26,11 +26,10 @@ from pathlib import Path
 from . import options
 from .checks import is_ifname
 from .settings import setup_logging
-from .statefile import RUN_DIR, StateFileError, locked, read_json, write_json_atomic
+from .state import MCP_STATE, StateFileError, locked, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-MCP_STATE = RUN_DIR / "mcp.json"
 STATE_VERSION = 1
 
 BIND, WITHDRAW, IGNORE = "bind", "withdraw", "ignore"

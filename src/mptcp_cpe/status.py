@@ -9,8 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .dhcp_hook import MCP_STATE
-from .statefile import RUN_DIR, StateFileError, read_json
+from .state import MCP_STATE, WAN_STATE, StateFileError, read_json
 
 CONVERTER_CONFIG = Path("/etc/mptcp-cpe/converter.json")
 
@@ -91,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="the WANs (wan.json) and the MCPs learned (mcp.json), for people")
     p.add_argument("--json", action="store_true", help="print both files as one JSON object")
-    p.add_argument("--state-file", type=Path, default=RUN_DIR / "wan.json")
+    p.add_argument("--state-file", type=Path, default=WAN_STATE)
     p.add_argument("--mcp-file", type=Path, default=MCP_STATE)
     p.add_argument("--converter-config", type=Path, default=CONVERTER_CONFIG,
                    help="the converter's config: its mcp_prefixes and lan_prefixes say which learned MCPs it refuses")

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..dhcp_hook import MCP_STATE
 from ..mcptrust import address_problem
 from ..checks import (
     ConfigError,
@@ -22,6 +21,7 @@ from ..checks import (
     unicast_address,
 )
 from ..settings import config_host, read_config
+from ..state import MCP_STATE
 
 TOP_KEYS = frozenset({"host", "lan_interfaces", "mcp_port", "listen_port", "mcps", "mcp_file", "mcp_prefixes",
                       "lan_prefixes", "bypass", "connect_timeout_s", "reply_timeout_s", "retry_after_s", "replay_limit", "workers",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..mcptrust import mcp_verdicts
-from ..statefile import StateFileError, read_json
+from ..state import StateFileError, dhcp_mcps, read_json
 from .config import ConverterConfig
 
 log = logging.getLogger(__name__)
@@ -156,18 +156,3 @@ class McpBook:
 
     def usable_for(self, address: str, destination: str) -> bool:
         return self.usable(address) and self.held.get(f"{address}|{destination}") is None
-
-
-def dhcp_mcps(state: Any) -> tuple[tuple[str, ...], ...]:
-    """The MCP lists of mcp.json, WANs in name order, IPv4-learned first, without repeats."""
-    out: list[tuple[str, ...]] = []
-    wans = state.get("wans", {}) if isinstance(state, dict) else {}
-    for name in sorted(wans):
-        for fam in ("v4", "v6"):
-            entry = wans[name].get(fam) if isinstance(wans[name], dict) else None
-            for mcp in (entry or {}).get("mcps", []) if isinstance(entry, dict) else []:
-                t = tuple(str(a) for a in mcp)
-                if t and t not in out:
-                    out.append(t)
-    return tuple(out)
-

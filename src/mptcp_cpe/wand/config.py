@@ -35,7 +35,7 @@ from ..checks import (
 )
 from ..inventory import MAX_WANS, Wan, parse_wans
 from ..settings import read_config
-from ..statefile import RUN_DIR
+from ..state import WAN_STATE
 
 POLICIES = ("balance", "failover")
 # wand's rules occupy [rule_priority, rule_priority + RULE_BAND), below the main table's 32766.
@@ -69,7 +69,7 @@ class WandConfig:
     table_base: int = 100
     endpoint_id_base: int = 100
     nft_table: str = "mptcp_cpe_wand"
-    state_file: Path = RUN_DIR / "wan.json"
+    state_file: Path = WAN_STATE
 
     def wan(self, name: str) -> Wan:
         return next(w for w in self.wans if w.name == name)
