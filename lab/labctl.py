@@ -32,7 +32,7 @@ from typing import Any
 TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP / "src"))
 
-from mptcp_cpe.inventory import InventoryError, is_ifname  # noqa: E402
+from mptcp_cpe.checks import InventoryError, is_ifname  # noqa: E402
 
 DEFAULT_PREFIX = "mptcp-lab"
 DEFAULT_INVENTORY = TOP / "inventories" / "lab"

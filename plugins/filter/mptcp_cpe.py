@@ -17,11 +17,11 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from mptcp_cpe import converter, firewall, inventory, kea, mcp, settings
+    from mptcp_cpe import checks, converter, firewall, inventory, kea, mcp
     from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from mptcp_cpe import converter, firewall, inventory, kea, mcp, settings
+    from mptcp_cpe import checks, converter, firewall, inventory, kea, mcp
     from mptcp_cpe.wand import config as wand_config
 
 # The kernel's in-kernel path manager refuses limits above this (MPTCP_PM_ADDR_MAX).
@@ -31,7 +31,7 @@ MPTCP_LIMIT_MAX = 8
 def _checked(fn, *args):
     try:
         return fn(*args)
-    except inventory.InventoryError as exc:
+    except checks.InventoryError as exc:
         raise AnsibleFilterError(str(exc)) from None
 
 
@@ -101,11 +101,11 @@ def converter_config(role_settings, host, wans=None):
         cfg = converter.from_dict({**role_settings, "host": host}, host)
         for wan in inventory.parse_wans(host, wans) if wans else ():
             if wan.device in cfg.lan_interfaces:
-                raise settings.ConfigError(
+                raise checks.ConfigError(
                     host, f"lan_interfaces[{cfg.lan_interfaces.index(wan.device)}]",
                     f"is the device of WAN {wan.name}: the converter would intercept connections from the internet",
                     wan.device)
-    except inventory.InventoryError as exc:
+    except checks.InventoryError as exc:
         raise _role_error(exc, "cpe_converter_", converter.TOP_KEYS) from None
     return _plain(cfg)
 
@@ -123,7 +123,7 @@ def mcp_config(role_settings, host):
     loaded by the daemon's own loader."""
     try:
         return _plain(mcp.from_dict({**role_settings, "host": host}, host))
-    except inventory.InventoryError as exc:
+    except checks.InventoryError as exc:
         raise _role_error(exc, "mcp_converter_", mcp.TOP_KEYS) from None
 
 
@@ -139,7 +139,7 @@ def firewall_config(role_settings, host):
     renders is what ``mptcp-cpe firewall --check`` accepts."""
     try:
         return firewall.from_dict({**role_settings, "host": host}, host, names=FIREWALL_SHARED).as_dict()
-    except inventory.InventoryError as exc:
+    except checks.InventoryError as exc:
         raise _role_error(exc, "cpe_firewall_", firewall.TOP_KEYS - set(FIREWALL_SHARED)) from None
 
 
@@ -170,12 +170,12 @@ def converter_sysctls(fastopen, host, variable, bit, base_extra=None):
         fastopen = int(fastopen)  # as sysctl files and cpe_base_extra_sysctls may write it
 
     def check():
-        value = settings.integer(host, variable, fastopen, 0, 0xFFFF)
+        value = checks.integer(host, variable, fastopen, 0, 0xFFFF)
         if not value & bit:
-            raise settings.ConfigError(host, variable, f"must include the {FASTOPEN_BITS[bit]} bit ({bit})", value)
+            raise checks.ConfigError(host, variable, f"must include the {FASTOPEN_BITS[bit]} bit ({bit})", value)
         theirs = (base_extra or {}).get(FASTOPEN_KEY)
         if theirs is not None and _sysctl_text(theirs).strip() != str(value):
-            raise settings.ConfigError(
+            raise checks.ConfigError(
                 host, variable, f"differs from cpe_base_extra_sysctls['{FASTOPEN_KEY}'] ({_sysctl_text(theirs)}): "
                 "cpe_base and this role would set it back and forth", value)
         return {"net.mptcp.enabled": "1", FASTOPEN_KEY: str(value)}

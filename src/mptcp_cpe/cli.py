@@ -20,7 +20,7 @@ import binascii
 import json
 import sys
 
-from . import __version__, converter, dhcp_hook, firewall, options
+from . import __version__, converter, dhcp_hook, firewall, options, status
 from . import mcp as mcp_daemon
 from .build import build_id
 from .wand import command as wand_command
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dhcp_hook.add_parser(sub)
     wand_command.add_parser(sub)
-    wand_command.add_status_parser(sub)
+    status.add_parser(sub)
     converter.add_parser(sub)
     mcp_daemon.add_parser(sub)
     firewall.add_parser(sub)

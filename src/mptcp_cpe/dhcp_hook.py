@@ -20,19 +20,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import logging.handlers
-import os
 import re
-import sys
 from pathlib import Path
 
 from . import options
-from .inventory import is_ifname
-from .statefile import RUN_DIR, StateFileError, locked, read_json, write_json_atomic
+from .checks import is_ifname
+from .settings import setup_logging
+from .state import MCP_STATE, StateFileError, locked, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-MCP_STATE = RUN_DIR / "mcp.json"
 STATE_VERSION = 1
 
 BIND, WITHDRAW, IGNORE = "bind", "withdraw", "ignore"
@@ -149,23 +146,6 @@ def run(client: str, interface: str, event: str, values: list[str], state_file: 
     return 0
 
 
-def _logging() -> None:
-    root = logging.getLogger()
-    if root.handlers:
-        return
-    root.setLevel(logging.INFO)
-    err = logging.StreamHandler(sys.stderr)
-    err.setFormatter(logging.Formatter("mptcp-cpe dhcp-hook: %(message)s"))
-    root.addHandler(err)
-    if os.path.exists("/dev/log"):
-        try:
-            sys_h = logging.handlers.SysLogHandler(address="/dev/log")
-            sys_h.setFormatter(logging.Formatter("mptcp-cpe[%(process)d]: dhcp-hook: %(message)s"))
-            root.addHandler(sys_h)
-        except OSError:
-            pass
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dhcp-hook", help="record the MCPs a WAN's DHCP client learned (called by the client's script)")
     p.add_argument("--client", required=True, choices=sorted(EVENTS))
@@ -177,7 +157,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    _logging()
+    setup_logging("dhcp-hook", None, pid=False, levels=False, syslog=True)
     try:
         return run(args.client, args.interface, args.event, args.values, args.state_file)
     except (HookError, StateFileError, OSError) as exc:

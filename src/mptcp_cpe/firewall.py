@@ -47,30 +47,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checks import (
+    TABLE_RANGE,
+    ConfigError,
+    InventoryError,
+    check_keys,
+    integer,
+    interfaces,
+    nft_name,
+    route_protocol,
+)
 from .inventory import (
     MAX_WANS,
-    number_tables,
-    TABLE_RANGE,
-    InventoryError,
     Lan,
     PortForward,
     Wan,
+    number_tables,
     parse_lans,
     parse_port_forwards,
     parse_prefixes,
     parse_wans,
 )
-from .settings import (
-    ConfigError,
-    check_keys,
-    config_host,
-    integer,
-    interfaces,
-    load_or_say,
-    nft_name,
-    read_config,
-    route_protocol,
-)
+from .settings import config_host, load_or_say, read_config
 
 TOP_KEYS = frozenset({"host", "nft_table", "table_base", "wans", "lans", "management_prefixes", "port_forwards",
                       "ssh_port", "lan_services", "trusted_interfaces", "icmp_echo_rate", "diverted_mark",
@@ -456,7 +454,7 @@ class Kernel:
     def __init__(self) -> None:
         from pyroute2 import IPRoute
 
-        from .wand.kernel import Nft
+        from .nft import Nft
 
         self.ipr = IPRoute()
         self.nft = Nft()
@@ -507,7 +505,7 @@ class Kernel:
         return done
 
     def table_exists(self, cfg: FirewallConfig) -> bool:
-        from .wand.kernel import KernelError
+        from .nft import KernelError
 
         try:
             self.nft.run(f"list table inet {cfg.nft_table}")

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .checks import RESERVED_TABLES, InventoryError, boolean, integer, is_ifname, only_keys, parse_table
+
 # The in-kernel MPTCP path manager accepts at most 8 endpoints and 8 subflows
 # (MPTCP_PM_ADDR_MAX); more WANs than that could never all carry a subflow.
 MAX_WANS = 8
@@ -20,45 +22,9 @@ MAX_WANS = 8
 WAN_KINDS = frozenset({"dsl", "fibre", "cable", "ethernet", "lte", "5g", "satellite"})
 WAN_KEYS = frozenset({"name", "device", "kind", "ipv4", "ipv6", "weight", "backup", "table", "nat", "probes"})
 WAN_NAME = re.compile(r"[a-z][a-z0-9_-]{0,14}")
-# Linux: 1..15 octets (IFNAMSIZ - 1), no '/', no whitespace, not '.' or '..'; ':' is
-# refused too (it marks an alias label, not a device).
-IFNAME = re.compile(r"[^/\s:]+")
-IFNAME_MAX_OCTETS = 15
 WEIGHT_RANGE = (1, 256)  # nexthop weights in a multipath route
-# Routing tables: 32-bit ids; 0 (unspec), 253 (default), 254 (main) and 255 (local) are the kernel's.
-TABLE_RANGE = (1, 2**32 - 1)
-RESERVED_TABLES = frozenset({253, 254, 255})
 PROBE_KINDS = ("icmp", "tcp")
 PROBE_KEYS = frozenset({"kind", "target", "port"})
-
-
-class InventoryError(ValueError):
-    """A value in an inventory (or a config rendered from one) that cannot be used."""
-
-    def __init__(self, host: str, field: str, problem: str, value: Any = None, *, show_value=True):
-        self.host, self.field, self.problem, self.value = host, field, problem, value
-        got = f" (got {value!r})" if show_value else ""
-        super().__init__(f"{host}: {field}: {problem}{got}")
-
-
-def is_ifname(value: Any) -> bool:
-    return (isinstance(value, str) and IFNAME.fullmatch(value) is not None
-            and len(value.encode()) <= IFNAME_MAX_OCTETS and value not in (".", ".."))
-
-
-def _keys(keys) -> list[str]:
-    # YAML keys may be ints, bools or None as well as strings: sort them all as text.
-    return sorted(repr(k) if not isinstance(k, str) else k for k in keys)
-
-
-def only_keys(host: str, field: str, raw: dict, allowed: frozenset, *, error: type[InventoryError] | None = None,
-              hint: str | None = None, show_value: bool = False) -> None:
-    """Refuse a mapping with keys outside ``allowed``, naming them and what is allowed
-    (``hint`` says it in words); ``show_value`` adds the whole mapping (small ones)."""
-    unknown = set(raw) - allowed
-    if unknown:
-        problem = f"unknown keys {_keys(unknown)}; {hint or f'allowed: {sorted(allowed)}'}"
-        raise (error or InventoryError)(host, field, problem, raw, show_value=show_value)
 
 
 @dataclass(frozen=True)
@@ -176,26 +142,6 @@ def _addressing(host: str, field: str, value: Any, version: int) -> str | Static
     raise InventoryError(host, field, f"must be one of {', '.join(modes)} or a mapping with address and gateway", value)
 
 
-def _int(host: str, field: str, value: Any, lo: int, hi: int) -> int:
-    # bool is an int in Python; "weight: yes" is a typo, not a weight of 1.
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InventoryError(host, field, f"must be an integer from {lo} to {hi}", value)
-    return value
-
-
-def _bool(host: str, field: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InventoryError(host, field, "must be true or false", value)
-    return value
-
-
-def parse_table(host: str, field: str, value: Any) -> int:
-    table = _int(host, field, value, *TABLE_RANGE)
-    if table in RESERVED_TABLES:
-        raise InventoryError(host, field, "is one of the kernel's own tables (253 default, 254 main, 255 local)", value)
-    return table
-
-
 def _probe(host: str, field: str, raw: Any, ipv4: Any, ipv6: Any) -> Probe:
     if not isinstance(raw, dict):
         raise InventoryError(host, field, "must be a mapping with kind and target (and port for tcp)", raw)
@@ -222,7 +168,7 @@ def _probe(host: str, field: str, raw: Any, ipv4: Any, ipv6: Any) -> Probe:
     if kind == "tcp":
         if "port" not in raw:
             raise InventoryError(host, f"{field}.port", "missing (a tcp probe connects to a port)", show_value=False)
-        port = _int(host, f"{field}.port", raw["port"], 1, 65535)
+        port = integer(host, f"{field}.port", raw["port"], 1, 65535)
     elif "port" in raw:
         raise InventoryError(host, f"{field}.port", "only tcp probes have a port", raw["port"])
     return Probe(kind, target, port)
@@ -282,10 +228,10 @@ def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
         kind=raw["kind"],
         ipv4=ipv4,
         ipv6=ipv6,
-        weight=_int(host, f"{where}.weight", raw.get("weight", 1), *WEIGHT_RANGE),
-        backup=_bool(host, f"{where}.backup", raw.get("backup", False)),
+        weight=integer(host, f"{where}.weight", raw.get("weight", 1), *WEIGHT_RANGE),
+        backup=boolean(host, f"{where}.backup", raw.get("backup", False)),
         table=parse_table(host, f"{where}.table", raw["table"]) if "table" in raw else None,
-        nat=_bool(host, f"{where}.nat", raw.get("nat", True)),
+        nat=boolean(host, f"{where}.nat", raw.get("nat", True)),
         probes=(_probes(host, f"{where}.probes", raw["probes"], ipv4, ipv6) if "probes" in raw
                 else DEFAULT_PROBES),
     )
@@ -336,7 +282,7 @@ OPTION_CODE_RANGE = {4: (1, 254), 6: (1, 65535)}
 
 def option_code(host: str, field: str, value: Any, family: int) -> int:
     """A DHCP option code from an inventory (never a constant in logic)."""
-    return _int(host, field, value, *OPTION_CODE_RANGE[family])
+    return integer(host, field, value, *OPTION_CODE_RANGE[family])
 
 
 # ---------------------------------------------------------------- the LANs

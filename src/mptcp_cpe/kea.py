@@ -12,7 +12,8 @@ import ipaddress
 import re
 from typing import Any
 
-from .inventory import InventoryError, _int, is_ifname, only_keys, option_code
+from .checks import InventoryError, integer, is_ifname, only_keys
+from .inventory import option_code
 
 HOOK_NAME = "libdhcp_mptcp.so"
 CLASS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -94,7 +95,7 @@ def subnets(host: str, field: str, raw: Any, family: int) -> list[dict]:
         for key in ("id", "subnet", "pool"):
             if key not in s:
                 raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
-        sid = _int(host, f"{where}.id", s["id"], 1, 4294967294)
+        sid = integer(host, f"{where}.id", s["id"], 1, 4294967294)
         if sid in seen_ids:
             raise InventoryError(host, f"{where}.id", f"already used by {field}[{seen_ids[sid]}]", sid)
         seen_ids[sid] = i
@@ -166,7 +167,7 @@ def render(host: str, family: int, *, subnets_raw: Any, classes_raw: Any, mcps_r
     subs = subnets(host, f"{prefix}_subnets", subnets_raw, family)
     cls = classes(host, f"{prefix}_classes", classes_raw, family)
     default = mcp_lists(host, f"{prefix}_mcps", mcps_raw, family) if mcps_raw not in (None, []) else []
-    lifetime = _int(host, "isp_dhcp_lease_lifetime", lease_lifetime, 60, 7 * 86400)
+    lifetime = integer(host, "isp_dhcp_lease_lifetime", lease_lifetime, 60, 7 * 86400)
     listen = [] if listen is None else listen
     if not isinstance(listen, list) or not all(is_ifname(i) for i in listen):
         raise InventoryError(host, "isp_dhcp_listen", "must be a list of interface names", listen)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from netlab import Procs, needs_root, sh, wait_for
 
-from mptcp_cpe import convert
+from mptcp_cpe import rfc8803
 from mptcp_cpe.relay import PIPE_POOL
 
 pytestmark = [pytest.mark.root, needs_root]
@@ -349,21 +349,21 @@ def _convert_raw(*messages: bytes, src: str = "198.51.100.2") -> bytes | list[by
     return replies[0] if len(messages) == 1 else replies
 
 
-def _error_of(reply: bytes) -> convert.Error:
-    tlvs, _ = convert.parse(reply)
-    return next(t for t in tlvs if isinstance(t, convert.Error))
+def _error_of(reply: bytes) -> rfc8803.Error:
+    tlvs, _ = rfc8803.parse(reply)
+    return next(t for t in tlvs if isinstance(t, rfc8803.Error))
 
 
 def test_mcp_answers_each_failure_with_its_error(daemons):
     daemons.mcp(deny_destinations=["198.18.1.128/25"], connect_timeout_s=1)
-    E = convert.ErrorCode
+    E = rfc8803.ErrorCode
     # Nobody listens on port 9 of the server: RST → Connection Reset.
-    assert _error_of(_convert_raw(convert.connect_message(SERVER, 9))).code == E.CONNECTION_RESET
+    assert _error_of(_convert_raw(rfc8803.connect_message(SERVER, 9))).code == E.CONNECTION_RESET
     # A denied destination and hairpinning into the client prefixes: Not Authorized.
-    assert _error_of(_convert_raw(convert.connect_message("198.18.1.200", 80))).code == E.NOT_AUTHORIZED
-    assert _error_of(_convert_raw(convert.connect_message("203.0.113.7", 80))).code == E.NOT_AUTHORIZED
+    assert _error_of(_convert_raw(rfc8803.connect_message("198.18.1.200", 80))).code == E.NOT_AUTHORIZED
+    assert _error_of(_convert_raw(rfc8803.connect_message("203.0.113.7", 80))).code == E.NOT_AUTHORIZED
     # A TCP option the MCP cannot carry: Unsupported TCP Option, naming its kind.
-    err = _error_of(_convert_raw(convert.connect_message(SERVER, PORT, tcp_options=bytes([30, 4, 0, 0]))))
+    err = _error_of(_convert_raw(rfc8803.connect_message(SERVER, PORT, tcp_options=bytes([30, 4, 0, 0]))))
     assert err.code == E.UNSUPPORTED_TCP_OPTION and err.value[0] == 30
     # A malformed message: Malformed Message echoing it after a zero octet.
     bad = bytes([1, 2, 0x22, 0x63, 10, 9, 0, 0])
@@ -373,18 +373,18 @@ def test_mcp_answers_each_failure_with_its_error(daemons):
     err = _error_of(_convert_raw(bytes([2, 1, 0x22, 0x63])))
     assert err.code == E.UNSUPPORTED_VERSION and err.value[0] == 1
     # Info: the supported extensions, not an error.
-    tlvs, _ = convert.parse(_convert_raw(convert.info_message()))
-    assert isinstance(tlvs[0], convert.SupportedTcpExtensions) and 8 in tlvs[0].kinds
+    tlvs, _ = rfc8803.parse(_convert_raw(rfc8803.info_message()))
+    assert isinstance(tlvs[0], rfc8803.SupportedTcpExtensions) and 8 in tlvs[0].kinds
     # A destination that never answers: Destination Unreachable (host) after connect_timeout_s.
     drop_in_isp("output", "ip daddr 198.18.1.77")
-    err = _error_of(_convert_raw(convert.connect_message("198.18.1.77", 80)))
+    err = _error_of(_convert_raw(rfc8803.connect_message("198.18.1.77", 80)))
     assert err.code == E.DESTINATION_UNREACHABLE and err.value[0] == 1
 
 
 def test_mcp_refuses_clients_outside_its_prefixes(daemons):
     daemons.mcp(clients=["203.0.113.0/24"])
-    err = _error_of(_convert_raw(convert.connect_message(SERVER, PORT), src="198.51.100.2"))
-    assert err.code == convert.ErrorCode.NOT_AUTHORIZED
+    err = _error_of(_convert_raw(rfc8803.connect_message(SERVER, PORT), src="198.51.100.2"))
+    assert err.code == rfc8803.ErrorCode.NOT_AUTHORIZED
 
 
 def _hold(n: int, src: str) -> subprocess.Popen:
@@ -418,11 +418,11 @@ def test_mcp_connection_limit_per_client(daemons):
     try:
         wait_for("both connections accepted", lambda: sum(accepted_at_mcp(daemons.pids("mcp")[1:]).get(CPE_SEEN, {}).values()) == 2,
                  timeout=10)
-        err = _error_of(_convert_raw(convert.connect_message(SERVER, PORT)))
-        assert err.code == convert.ErrorCode.RESOURCE_EXCEEDED and err.retry_after() == 7
+        err = _error_of(_convert_raw(rfc8803.connect_message(SERVER, PORT)))
+        assert err.code == rfc8803.ErrorCode.RESOURCE_EXCEEDED and err.retry_after() == 7
         # Another client address is not limited by the first one's connections.
-        other = _convert_raw(convert.connect_message(SERVER, 9), src="203.0.113.2")
-        assert _error_of(other).code == convert.ErrorCode.CONNECTION_RESET
+        other = _convert_raw(rfc8803.connect_message(SERVER, 9), src="203.0.113.2")
+        assert _error_of(other).code == rfc8803.ErrorCode.CONNECTION_RESET
     finally:
         holder.kill()
         holder.wait()
@@ -430,7 +430,7 @@ def test_mcp_connection_limit_per_client(daemons):
 
 def test_mcp_limits_hold_exactly_across_two_workers(daemons):
     daemons.mcp(workers=2, max_connections=4, max_connections_per_client=3, handshake_timeout_s=120)
-    E = convert.ErrorCode
+    E = rfc8803.ErrorCode
     workers = daemons.pids("mcp")[1:]
     other = "203.0.113.2"
 
@@ -438,8 +438,8 @@ def test_mcp_limits_hold_exactly_across_two_workers(daemons):
         return wait_for(f"the MCP's workers to accept {n} connection(s) of {client}",
                         lambda: sum((c := accepted_at_mcp(workers).get(client, {})).values()) == n and c, timeout=10)
 
-    def answer(src: str = CPE_SEEN) -> convert.ErrorCode:
-        return _error_of(_convert_raw(convert.connect_message(SERVER, 9), src=src)).code
+    def answer(src: str = CPE_SEEN) -> rfc8803.ErrorCode:
+        return _error_of(_convert_raw(rfc8803.connect_message(SERVER, 9), src=src)).code
 
     def refused(src: str = CPE_SEEN) -> bool:
         return answer(src) == E.RESOURCE_EXCEEDED
@@ -482,15 +482,15 @@ def test_cookie_challenge_is_answered(daemons):
     assert results == [MCP_SEEN] * 6, results
     assert "asks for a cookie" in daemons.procs.log("converter")
     # More than one connection a second: a client without the cookie is challenged ...
-    replies = _convert_raw(*[convert.connect_message(SERVER, 9)] * 3)
+    replies = _convert_raw(*[rfc8803.connect_message(SERVER, 9)] * 3)
     err = _error_of(replies[-1])
-    assert err.code == convert.ErrorCode.MISSING_COOKIE
+    assert err.code == rfc8803.ErrorCode.MISSING_COOKIE
     cookie = err.cookie().cookie
     # ... gets through with it (to port 9, where the server answers RST), and not with a forged one.
-    with_cookie, forged = _convert_raw(convert.connect_message(SERVER, 9), convert.connect_message(SERVER, 9, cookie=cookie),
-                                       convert.connect_message(SERVER, 9, cookie=bytes(12)))[1:]
-    assert _error_of(with_cookie).code == convert.ErrorCode.CONNECTION_RESET
-    assert _error_of(forged).code == convert.ErrorCode.NOT_AUTHORIZED
+    with_cookie, forged = _convert_raw(rfc8803.connect_message(SERVER, 9), rfc8803.connect_message(SERVER, 9, cookie=cookie),
+                                       rfc8803.connect_message(SERVER, 9, cookie=bytes(12)))[1:]
+    assert _error_of(with_cookie).code == rfc8803.ErrorCode.CONNECTION_RESET
+    assert _error_of(forged).code == rfc8803.ErrorCode.NOT_AUTHORIZED
 
 
 def test_mcps_learned_by_dhcp_apply_to_new_connections(daemons):

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mptcp_cpe import convert
+from mptcp_cpe import rfc8803
 from mptcp_cpe import converter as cv
 from mptcp_cpe import mcp
 from mptcp_cpe.inventory import InventoryError
@@ -155,21 +155,21 @@ def test_cookie_bound_to_client_and_time():
     old = c.make("198.51.100.2", period=int(time.time() // mcp.COOKIE_PERIOD_S) - 2)
     assert not c.valid("198.51.100.2", old)
     # The cookie survives the Cookie TLV's padding both ways.
-    tlvs, _ = convert.parse(convert.connect_message("192.0.2.1", 80, cookie=cookie))
+    tlvs, _ = rfc8803.parse(rfc8803.connect_message("192.0.2.1", 80, cookie=cookie))
     assert c.valid("198.51.100.2", tlvs[1].cookie)
 
 
 @pytest.mark.parametrize(("err", "code", "value"), [
-    (errno.ECONNREFUSED, convert.ErrorCode.CONNECTION_RESET, 0),
-    (errno.ENETUNREACH, convert.ErrorCode.DESTINATION_UNREACHABLE, 0),
-    (errno.EHOSTUNREACH, convert.ErrorCode.DESTINATION_UNREACHABLE, 1),
-    (errno.ETIMEDOUT, convert.ErrorCode.DESTINATION_UNREACHABLE, 1),
-    (errno.EACCES, convert.ErrorCode.DESTINATION_UNREACHABLE, 13),
-    (errno.EMFILE, convert.ErrorCode.RESOURCE_EXCEEDED, 0),
-    (errno.ENETDOWN, convert.ErrorCode.NETWORK_FAILURE, 0),
+    (errno.ECONNREFUSED, rfc8803.ErrorCode.CONNECTION_RESET, 0),
+    (errno.ENETUNREACH, rfc8803.ErrorCode.DESTINATION_UNREACHABLE, 0),
+    (errno.EHOSTUNREACH, rfc8803.ErrorCode.DESTINATION_UNREACHABLE, 1),
+    (errno.ETIMEDOUT, rfc8803.ErrorCode.DESTINATION_UNREACHABLE, 1),
+    (errno.EACCES, rfc8803.ErrorCode.DESTINATION_UNREACHABLE, 13),
+    (errno.EMFILE, rfc8803.ErrorCode.RESOURCE_EXCEEDED, 0),
+    (errno.ENETDOWN, rfc8803.ErrorCode.NETWORK_FAILURE, 0),
 ])
 def test_connect_errors_map_to_error_tlvs(err, code, value):
-    tlvs, _ = convert.parse(mcp.connect_error(err))
+    tlvs, _ = rfc8803.parse(mcp.connect_error(err))
     assert tlvs[0].code == code and tlvs[0].value[0] == value
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from socket import AF_INET, AF_INET6
 
 from mptcp_cpe.inventory import Probe
-from mptcp_cpe.wand.command import status_text
+from mptcp_cpe.status import status_text
 from mptcp_cpe.wand.probe import Health, Prober, _checksum
 
 

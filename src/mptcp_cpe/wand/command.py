@@ -1,23 +1,13 @@
-"""The ``wand`` and ``status`` subcommands. Light on imports: pyroute2 loads only when the
-daemon runs, so ``mptcp-cpe dhcp-hook`` (called on every DHCP event) stays quick."""
+"""The ``wand`` subcommand. Light on imports: pyroute2 loads only when the daemon runs, so
+``mptcp-cpe dhcp-hook`` (called on every DHCP event) stays quick."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
-from pathlib import Path
 
-from ..dhcp_hook import MCP_STATE
-from ..settings import add_daemon_parser, load_or_say
-from ..statefile import RUN_DIR, StateFileError, read_json
+from ..settings import add_daemon_parser, load_or_say, setup_logging
 from . import config as wand_config
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="mptcp-cpe wand: %(levelname)s %(message)s")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,7 +17,7 @@ def main(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{args.config}: {len(cfg.wans)} WANs, policy {cfg.policy}: OK")
         return 0
-    _logging(args.verbose)
+    setup_logging("wand", args.verbose, pid=False, verbose_libraries=True)
     from .daemon import Wand
     from .kernel import Kernel, KernelError
 
@@ -44,91 +34,3 @@ def main(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     add_daemon_parser(sub, "wand", "the multi-WAN daemon: tables, rules, NAT, MPTCP endpoints, health", "cpe_multiwan", main)
-
-
-# --- mptcp-cpe status ---
-
-CONVERTER_CONFIG = Path("/etc/mptcp-cpe/converter.json")
-
-
-def mcp_refusals(mcp_state: dict | None, converter_config: Path) -> tuple[dict, str | None]:
-    """The MCP addresses of mcp.json the converter does not use, per WAN device and family
-    (`mcptrust.state_verdicts`), judged with the converter's mcp_prefixes and lan_prefixes
-    and the CPE's own addresses; and a line to say if that could not be worked out. No
-    converter config: no verdicts (the converter is not installed)."""
-    if not mcp_state or not converter_config.exists():
-        return {}, None
-    from .. import converter
-    from ..inventory import InventoryError
-    from ..mcptrust import state_verdicts
-
-    try:
-        cfg = converter.load(converter_config, "localhost")
-    except InventoryError as exc:
-        return {}, f"{exc}; the MCPs the converter refuses are not shown"
-    from ..localaddrs import LocalAddresses, NetlinkError
-
-    try:
-        local = LocalAddresses()
-    except (OSError, NetlinkError):
-        own: frozenset = frozenset()  # no rtnetlink here: judged without the CPE's own addresses
-    else:
-        own = frozenset(local.addresses)
-        local.close()
-    return state_verdicts(mcp_state, cfg.mcp_prefixes, cfg.lan_prefixes, own), None
-
-
-def status_text(wan_state: dict, mcp_state: dict | None = None, refused: dict | None = None) -> str:
-    lines = [f"{wan_state.get('host', '?')}: policy {wan_state.get('policy', '?')}, updated {wan_state.get('updated', '?')}"
-             + (f", wand build {wan_state['build']}" if wan_state.get("build") else "")]
-    header = f"{'WAN':<12} {'DEVICE':<10} {'STATE':<10} {'SINCE':<26} {'RTT ms':>7} {'TABLE':>6}  ADDRESSES / GATEWAYS"
-    lines.append(header)
-    for name, w in sorted(wan_state.get("wans", {}).items()):
-        rtt = "-" if w.get("last_probe_rtt_ms") is None else f"{w['last_probe_rtt_ms']:.1f}"
-        flags = []
-        if w.get("backup"):
-            flags.append("backup")
-        if w.get("in_default_route"):
-            flags.append("default")
-        gws = ", ".join(g for g in (w.get("gateway") or {}).values() if g) or "-"
-        addrs = ", ".join(w.get("addresses", [])) or "-"
-        lines.append(f"{name:<12} {w.get('device', '?'):<10} {w.get('state', '?'):<10} {w.get('since') or '-':<26} "
-                     f"{rtt:>7} {w.get('table', '-'):>6}  {addrs} via {gws}" + (f" [{', '.join(flags)}]" if flags else ""))
-        if mcp_state:
-            mcps = mcp_state.get("wans", {}).get(w.get("device"), {})
-            for fam in ("v4", "v6"):
-                if fam in mcps:
-                    lines.append(f"{'':<12} MCPs {fam}: " + "; ".join(",".join(m) for m in mcps[fam]["mcps"]))
-                for r in ((refused or {}).get(w.get("device"), {})).get(fam, []):
-                    lines.append(f"{'':<12} MCPs {fam}: {r['address']} not used by the converter: {r['reason']}")
-    return "\n".join(lines)
-
-
-def status_main(args: argparse.Namespace) -> int:
-    try:
-        wan_state = read_json(args.state_file, None)
-        mcp_state = read_json(args.mcp_file, None)
-    except StateFileError as exc:
-        print(f"mptcp-cpe status: {exc}", file=sys.stderr)
-        return 1
-    if wan_state is None:
-        print(f"mptcp-cpe status: {args.state_file} does not exist: is wand running?", file=sys.stderr)
-        return 1
-    refused, problem = mcp_refusals(mcp_state, args.converter_config)
-    if problem:
-        print(f"mptcp-cpe status: {problem}", file=sys.stderr)
-    if args.json:
-        print(json.dumps({"wan": wan_state, "mcp": mcp_state, "mcp_refused": refused}, indent=2, sort_keys=True))
-    else:
-        print(status_text(wan_state, mcp_state, refused))
-    return 0
-
-
-def add_status_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="the WANs (wan.json) and the MCPs learned (mcp.json), for people")
-    p.add_argument("--json", action="store_true", help="print both files as one JSON object")
-    p.add_argument("--state-file", type=Path, default=RUN_DIR / "wan.json")
-    p.add_argument("--mcp-file", type=Path, default=MCP_STATE)
-    p.add_argument("--converter-config", type=Path, default=CONVERTER_CONFIG,
-                   help="the converter's config: its mcp_prefixes and lan_prefixes say which learned MCPs it refuses")
-    p.set_defaults(func=status_main)

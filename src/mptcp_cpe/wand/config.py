@@ -22,18 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..inventory import (
-    MAX_WANS,
-    number_tables,
+from ..checks import (
     TABLE_RANGE,
-    Wan,
-    _int,
-    _keys,
+    ConfigError,
+    integer,
+    key_names,
+    nft_name,
+    number,
     parse_table,
-    parse_wans,
+    route_protocol,
 )
-from ..settings import ConfigError, nft_name, number, read_config, route_protocol
-from ..statefile import RUN_DIR
+from ..inventory import MAX_WANS, Wan, number_tables, parse_wans
+from ..settings import read_config
+from ..state import WAN_STATE
 
 POLICIES = ("balance", "failover")
 # wand's rules occupy [rule_priority, rule_priority + RULE_BAND), below the main table's 32766.
@@ -67,7 +68,7 @@ class WandConfig:
     table_base: int = 100
     endpoint_id_base: int = 100
     nft_table: str = "mptcp_cpe_wand"
-    state_file: Path = RUN_DIR / "wan.json"
+    state_file: Path = WAN_STATE
 
     def wan(self, name: str) -> Wan:
         return next(w for w in self.wans if w.name == name)
@@ -93,7 +94,7 @@ def _probe_settings(host: str, raw: Any) -> ProbeSettings:
         raise ConfigError(host, "probe", "must be a mapping with interval_s, timeout_s, down_count, up_count", raw)
     unknown = set(raw) - PROBE_KEYS
     if unknown:
-        raise ConfigError(host, "probe", f"unknown keys {_keys(unknown)}; allowed: {sorted(PROBE_KEYS)}", show_value=False)
+        raise ConfigError(host, "probe", f"unknown keys {key_names(unknown)}; allowed: {sorted(PROBE_KEYS)}", show_value=False)
     d = ProbeSettings()
     interval = number(host, "probe.interval_s", raw.get("interval_s", d.interval_s), 0.1, 3600)
     timeout = number(host, "probe.timeout_s", raw.get("timeout_s", min(d.timeout_s, interval)), 0.05, 3600)
@@ -102,8 +103,8 @@ def _probe_settings(host: str, raw: Any) -> ProbeSettings:
     return ProbeSettings(
         interval_s=interval,
         timeout_s=timeout,
-        down_count=_int(host, "probe.down_count", raw.get("down_count", d.down_count), 1, 100),
-        up_count=_int(host, "probe.up_count", raw.get("up_count", d.up_count), 1, 100),
+        down_count=integer(host, "probe.down_count", raw.get("down_count", d.down_count), 1, 100),
+        up_count=integer(host, "probe.up_count", raw.get("up_count", d.up_count), 1, 100),
     )
 
 
@@ -115,16 +116,16 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
         host = raw["host"]
     unknown = set(raw) - TOP_KEYS
     if unknown:
-        raise ConfigError(host, "(config)", f"unknown keys {_keys(unknown)}; allowed: {sorted(TOP_KEYS)}", show_value=False)
+        raise ConfigError(host, "(config)", f"unknown keys {key_names(unknown)}; allowed: {sorted(TOP_KEYS)}", show_value=False)
     d = WandConfig(host=host, wans=())
     policy = raw.get("policy", d.policy)
     if policy not in POLICIES:
         raise ConfigError(host, "policy", f"must be one of {', '.join(POLICIES)}", policy)
     proto = route_protocol(host, "route_protocol", raw.get("route_protocol", d.route_protocol))
-    prio = _int(host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1, MAIN_RULE_PRIORITY - RULE_BAND)
-    table_base = _int(host, "table_base", raw.get("table_base", d.table_base), 1, TABLE_RANGE[1] - MAX_WANS - 1)
+    prio = integer(host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1, MAIN_RULE_PRIORITY - RULE_BAND)
+    table_base = integer(host, "table_base", raw.get("table_base", d.table_base), 1, TABLE_RANGE[1] - MAX_WANS - 1)
     default_table = parse_table(host, "default_table", raw.get("default_table", d.default_table))
-    id_base = _int(host, "endpoint_id_base", raw.get("endpoint_id_base", d.endpoint_id_base), 1, 255 - ENDPOINT_IDS + 1)
+    id_base = integer(host, "endpoint_id_base", raw.get("endpoint_id_base", d.endpoint_id_base), 1, 255 - ENDPOINT_IDS + 1)
     nft_table = nft_name(host, "nft_table", raw.get("nft_table", d.nft_table))
     state_file = raw.get("state_file", str(d.state_file))
     if not isinstance(state_file, str) or not state_file.startswith("/"):

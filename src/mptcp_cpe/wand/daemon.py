@@ -46,7 +46,7 @@ from pyroute2.netlink.rtnl import (
 from ..build import build_id
 from ..inventory import InventoryError
 from ..sdnotify import sd_notify
-from ..statefile import StateFileError, read_json, write_json_atomic
+from ..state import StateFileError, read_json, write_json_atomic
 from . import config as wand_config
 from .config import WandConfig
 from .kernel import Kernel

@@ -1,11 +1,9 @@
 """The kernel side of wand: read the WAN links and what wand owns, apply changes. Netlink
 through pyroute2 (rtnetlink and the MPTCP generic family); the NAT table through
-libnftables, in-process (one transaction per ruleset, no ``nft`` subprocess)."""
+libnftables, in-process (`nft.Nft`: one transaction per ruleset, no ``nft`` subprocess)."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import ipaddress
 import logging
@@ -17,6 +15,7 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic.mptcp import MPTCP_PM_CMD_SET_FLAGS, mptcp_msg
 
+from ..nft import KernelError, Nft
 from .config import RULE_BAND, WandConfig
 from .plan import FAMILIES, Address, Change, Endpoint, Link, Owned, Route, Rule
 
@@ -37,47 +36,6 @@ RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
 MAIN_TABLE = 254
-
-
-class KernelError(RuntimeError):
-    pass
-
-
-class Nft:
-    """libnftables through ctypes: the same library ``nft`` uses, without a subprocess."""
-
-    def __init__(self) -> None:
-        name = ctypes.util.find_library("nftables") or "libnftables.so.1"
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError as exc:
-            raise KernelError(f"libnftables is not installed (package libnftables1): {exc}") from None
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
-        for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
-            getattr(lib, fn).argtypes = [ctypes.c_void_p]
-        for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
-            getattr(lib, fn).argtypes = [ctypes.c_void_p]
-            getattr(lib, fn).restype = ctypes.c_char_p
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        self.lib = lib
-        self.ctx = lib.nft_ctx_new(0)
-        lib.nft_ctx_buffer_output(self.ctx)
-        lib.nft_ctx_buffer_error(self.ctx)
-
-    def run(self, text: str) -> str:
-        rc = self.lib.nft_run_cmd_from_buffer(self.ctx, text.encode())
-        out = (self.lib.nft_ctx_get_output_buffer(self.ctx) or b"").decode()
-        err = (self.lib.nft_ctx_get_error_buffer(self.ctx) or b"").decode()
-        if rc != 0:
-            raise KernelError(f"nftables refused the ruleset: {err.strip()}")
-        return out
-
-    def close(self) -> None:
-        if self.ctx:
-            self.lib.nft_ctx_free(self.ctx)
-            self.ctx = None
 
 
 def _family_len(family: int) -> int:

@@ -1,4 +1,7 @@
-"""The one way state files under /run/mptcp-cpe are read and written.
+"""The state files under /run/mptcp-cpe and their one owner: their paths (``mcp.json``,
+written by the DHCP hooks, read by the converter and ``status``; ``wan.json``, written by
+wand, read by ``status``), what mcp.json's layout says (`dhcp_mcps`), and the one way they
+are read and written.
 
 Writers hold an exclusive lock on ``<file>.lock`` for the whole read-modify-write (two WAN
 DHCP clients may renew at the same moment), and replace the file atomically (write a
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 RUN_DIR = Path("/run/mptcp-cpe")
+MCP_STATE = RUN_DIR / "mcp.json"  # the MCPs learned by DHCP, per WAN device and family
+WAN_STATE = RUN_DIR / "wan.json"  # wand's WANs: addresses, health, since
 
 
 class StateFileError(RuntimeError):
@@ -62,3 +67,18 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def dhcp_mcps(state: Any) -> tuple[tuple[str, ...], ...]:
+    """The MCP lists of mcp.json, WANs in name order, IPv4-learned first, without repeats."""
+    out: list[tuple[str, ...]] = []
+    wans = state.get("wans", {}) if isinstance(state, dict) else {}
+    for name in sorted(wans):
+        for fam in ("v4", "v6"):
+            entry = wans[name].get(fam) if isinstance(wans[name], dict) else None
+            for mcp in (entry or {}).get("mcps", []) if isinstance(entry, dict) else []:
+                t = tuple(str(a) for a in mcp)
+                if t and t not in out:
+                    out.append(t)
+    return tuple(out)
+

@@ -1,4 +1,4 @@
-"""RFC 8803 Convert messages (mptcp_cpe.convert), pure bytes in and out.
+"""RFC 8803 Convert messages (mptcp_cpe.rfc8803), pure bytes in and out.
 
 Vectors are written octet by octet from the RFC's figures: the fixed header (Figure 13),
 the generic TLV (Figure 14), Info (15), Supported TCP Extensions (16), Base and Extended
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mptcp_cpe import convert
-from mptcp_cpe.convert import (
+from mptcp_cpe import rfc8803
+from mptcp_cpe.rfc8803 import (
     CLIENT_TEARDOWN, MAX_MESSAGE, NOT_ANNOUNCED, Connect, ConvertError, Cookie, Error, ErrorCode,
     ExtendedTcpHeader, Incomplete, Info, SupportedTcpExtensions, Teardown, UnknownTlv, build,
     connect_message, connect_target, cookie_value, echo_value, error_message, info_message, parse,
