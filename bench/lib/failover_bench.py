@@ -3,6 +3,9 @@
 import hashlib, json, os, random, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "netns"))  # netlab, shared with the tests
+from netlab import LabError, Procs, namespaces, sh, veth, wait_for, watchdog  # noqa: E402
+
 NS_CPE, NS_ISP1, NS_ISP2, NS_SRV = "b-fo-cpe", "b-fo-isp1", "b-fo-isp2", "b-fo-srv"
 NAMESPACES = (NS_CPE, NS_ISP1, NS_ISP2, NS_SRV)
 SERVER, PORT = "203.0.113.10", 5201
@@ -153,46 +156,13 @@ counters.append((time.monotonic(), rx_bytes()))
 json.dump({"received": n, "sha256": h.hexdigest(), "error": error, "arrivals": arrivals, "counters": counters}, open(out, "w"))
 '''
 
-procs: list[subprocess.Popen] = []
-
-
-def sh(*cmd, check=True):
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
-    return r
-
-
-def nsx(ns, *cmd, check=True):
-    return sh("ip", "netns", "exec", ns, *cmd, check=check)
-
-
-def cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    for ns in NAMESPACES:
-        sh("ip", "netns", "del", ns, check=False)
-
-
 def topology():
-    """cpe wan1 -- c1 isp1 s1 -- i1 server (203.0.113.10 on lo) i2 -- s2 isp2 c2 -- wan2 cpe"""
-    for ns in NAMESPACES:
-        sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "netns", "add", ns)
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    """cpe wan1 -- c1 isp1 s1 -- i1 server (203.0.113.10 on lo) i2 -- s2 isp2 c2 -- wan2 cpe,
+    in the namespaces (NAMESPACES) made for it."""
     links = ((NS_CPE, "wan1", NS_ISP1, "c1"), (NS_CPE, "wan2", NS_ISP2, "c2"),
              (NS_ISP1, "s1", NS_SRV, "i1"), (NS_ISP2, "s2", NS_SRV, "i2"))
-    for ns_a, a, ns_b, b in links:
-        sh("ip", "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b)
-        sh("ip", "-n", ns_a, "link", "set", a, "up")
-        sh("ip", "-n", ns_b, "link", "set", b, "up")
+    for link in links:
+        veth(*link)
     # The CPE's WAN addresses are wand's to add (static in its config).
     for ns, dev, addr in ((NS_ISP1, "c1", "192.0.2.1/24"), (NS_ISP2, "c2", "198.51.100.1/24"),
                           (NS_ISP1, "s1", "203.0.113.1/30"), (NS_SRV, "i1", "203.0.113.2/30"),
@@ -200,7 +170,7 @@ def topology():
                           (NS_SRV, "lo", f"{SERVER}/32")):
         sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
     for ns in (NS_ISP1, NS_ISP2):
-        nsx(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=ns)
     sh("ip", "-n", NS_ISP1, "route", "add", f"{SERVER}/32", "via", "203.0.113.2")
     sh("ip", "-n", NS_ISP2, "route", "add", f"{SERVER}/32", "via", "203.0.113.6")
     # Each subflow comes back by the ISP it came in by.
@@ -211,7 +181,7 @@ def topology():
     for ns, dev in ((NS_CPE, "wan1"), (NS_CPE, "wan2"), (NS_ISP1, "c1"), (NS_ISP2, "c2")):
         sh("tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", RATE, "burst", "32kb", "latency", "50ms")
     if STALE_LOSS_CNT:
-        nsx(NS_CPE, "sysctl", "-qw", f"net.mptcp.stale_loss_cnt={STALE_LOSS_CNT}")
+        sh("sysctl", "-qw", f"net.mptcp.stale_loss_cnt={STALE_LOSS_CNT}", ns=NS_CPE)
 
 
 def wand_config(tmp):
@@ -225,40 +195,44 @@ def wand_config(tmp):
     return path
 
 
-def start_wand(tmp, log):
-    p = subprocess.Popen(["ip", "netns", "exec", NS_CPE, str(Path(".venv/bin/mptcp-cpe").resolve()), "wand", "--config", str(wand_config(tmp))],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    procs.append(p)
+def start_wand(procs, tmp, log):
+    """wand in the CPE, its stderr lines timestamped into log; returns once both WANs are up
+    with endpoints, with how many of them wand's NAT masquerades."""
+    p = procs.start("wand", str(Path(".venv/bin/mptcp-cpe").resolve()), "wand", "--config", str(wand_config(tmp)), ns=NS_CPE,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def read():
         for line in p.stderr:
             log.append((time.monotonic(), line.rstrip()))
 
     threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def both_up():
         if p.poll() is not None:
             sys.exit("bench/failover: wand exited: " + "\n".join(l for _, l in log[-20:]))
         try:
             state = json.loads((tmp / "wan.json").read_text())
-            if all(w["healthy"] and w["endpoints"] for w in state["wans"].values()):
-                nat = nsx(NS_CPE, "nft", "list", "table", "inet", "mptcp_cpe_wand", check=False).stdout
-                return sum(f'oifname "{d}" masquerade' in nat for d in ("wan1", "wan2"))
+            return all(w["healthy"] and w["endpoints"] for w in state["wans"].values())
         except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    sys.exit("bench/failover: wand did not bring both WANs up within 10 s: " + "\n".join(l for _, l in log[-20:]))
+            return False
+
+    try:
+        wait_for("wand to bring both WANs up", both_up, timeout=10, every=0.05)
+    except LabError:
+        sys.exit("bench/failover: wand did not bring both WANs up within 10 s: " + "\n".join(l for _, l in log[-20:]))
+    nat = sh("nft", "list", "table", "inet", "mptcp_cpe_wand", ns=NS_CPE, check=False).stdout
+    return sum(f'oifname "{d}" masquerade' in nat for d in ("wan1", "wan2"))
 
 
 def cut(on):
     if on:
-        nsx(NS_ISP1, "nft", "add table inet bench_cut; "
+        sh("nft", "add table inet bench_cut; "
             "add chain inet bench_cut pre { type filter hook prerouting priority -300; policy accept; }; "
             "add rule inet bench_cut pre iifname c1 drop; "
             "add chain inet bench_cut post { type filter hook postrouting priority 300; policy accept; }; "
-            "add rule inet bench_cut post oifname c1 drop")
+            "add rule inet bench_cut post oifname c1 drop", ns=NS_ISP1)
     else:
-        nsx(NS_ISP1, "nft", "delete table inet bench_cut")
+        sh("nft", "delete table inet bench_cut", ns=NS_ISP1)
     return time.monotonic()
 
 
@@ -280,48 +254,40 @@ def longest_gap(times, start, end):
 
 
 def main():
-    def on_alarm(*_):
-        raise TimeoutError(f"watchdog: the bench took more than {TIMEOUT_S:g} s")
-
-    signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench/failover: terminated"))
-    signal.setitimer(signal.ITIMER_REAL, TIMEOUT_S)
     wand_log: list[tuple[float, str]] = []
     bind = {"wan1": WAN1, "wan2": WAN2, "route": ""}[BIND]
-    with tempfile.TemporaryDirectory(prefix="bench-failover-") as d:
-        try:
-            tmp = Path(d)
-            topology()
-            nat = start_wand(tmp, wand_log)
-            py = sys.executable
-            recv = subprocess.Popen(["ip", "netns", "exec", NS_SRV, py, "-c", RECEIVER, SERVER, str(PORT), "i1,i2", str(SAMPLE_S),
-                                     str(TIMEOUT_S), str(tmp / "recv.json")], stdout=subprocess.PIPE, text=True)
-            procs.append(recv)
-            if recv.stdout.readline().strip() != "ready":
-                sys.exit("bench/failover: the receiver did not start")
-            send = subprocess.Popen(["ip", "netns", "exec", NS_CPE, py, "-c", SENDER, SERVER, str(PORT), str(SIZE), str(SEED), bind,
-                                     str(CHUNK), str(SAMPLE_S), str(tmp / "send.json")], stdout=subprocess.PIPE, text=True)
-            procs.append(send)
-            line = send.stdout.readline()
-            if not line:
-                send.wait()
-                sys.exit("bench/failover: the sender could not connect to the server through wand's routes")
-            t0 = json.loads(line)["connected"]
-            time.sleep(max(0.0, t0 + CUT_AT_S - time.monotonic()))
-            t_cut = cut(True)
-            time.sleep(max(0.0, t_cut + CUT_S - time.monotonic()))
-            t_restore = cut(False)
+    # Left in reverse: the watchdog off, the processes stopped, the namespaces removed.
+    with tempfile.TemporaryDirectory(prefix="bench-failover-") as d, namespaces(*NAMESPACES), Procs(Path(d)) as procs, \
+            watchdog(TIMEOUT_S):
+        tmp = Path(d)
+        topology()
+        nat = start_wand(procs, tmp, wand_log)
+        py = sys.executable
+        # stderr: the bench's own, as the ends' tracebacks should be seen
+        recv = procs.start("receiver", py, "-c", RECEIVER, SERVER, str(PORT), "i1,i2", str(SAMPLE_S), str(TIMEOUT_S),
+                           str(tmp / "recv.json"), ns=NS_SRV, stdout=subprocess.PIPE, stderr=None)
+        if recv.stdout.readline().strip() != "ready":
+            sys.exit("bench/failover: the receiver did not start")
+        send = procs.start("sender", py, "-c", SENDER, SERVER, str(PORT), str(SIZE), str(SEED), bind, str(CHUNK), str(SAMPLE_S),
+                           str(tmp / "send.json"), ns=NS_CPE, stdout=subprocess.PIPE, stderr=None)
+        line = send.stdout.readline()
+        if not line:
             send.wait()
-            recv.wait()
-            for p in (send, recv):
-                procs.remove(p)
-            if not (tmp / "send.json").exists() or not (tmp / "recv.json").exists():
-                sys.exit(f"bench/failover: the sender (exit {send.returncode}) or the receiver (exit {recv.returncode}) failed")
-            sres = json.loads((tmp / "send.json").read_text())
-            rres = json.loads((tmp / "recv.json").read_text())
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            cleanup()
+            sys.exit("bench/failover: the sender could not connect to the server through wand's routes")
+        t0 = json.loads(line)["connected"]
+        time.sleep(max(0.0, t0 + CUT_AT_S - time.monotonic()))
+        t_cut = cut(True)
+        time.sleep(max(0.0, t_cut + CUT_S - time.monotonic()))
+        t_restore = cut(False)
+        send.wait()
+        recv.wait()
+        for p in (send, recv):
+            procs.forget(p)
+        if not (tmp / "send.json").exists() or not (tmp / "recv.json").exists():
+            sys.exit(f"bench/failover: the sender (exit {send.returncode}) or the receiver (exit {recv.returncode}) failed")
+        sres = json.loads((tmp / "send.json").read_text())
+        rres = json.loads((tmp / "recv.json").read_text())
     report(sres, rres, wand_log, t0, t_cut, t_restore, nat)
 
 
@@ -455,7 +421,8 @@ def report(sres, rres, wand_log, t0, t_cut, t_restore, nat):
         sys.exit(1)
 
 
-try:
-    main()
-except TimeoutError as exc:
-    sys.exit(f"bench/failover: {exc}; namespaces and processes removed")
+if __name__ == "__main__":
+    try:
+        main()
+    except TimeoutError as exc:
+        sys.exit(f"bench/failover: {exc}; namespaces and processes removed")
