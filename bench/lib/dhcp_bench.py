@@ -1,9 +1,12 @@
 """bench/dhcp's measurement: perfdhcp against kea-dhcp4 with and without the MCP hook
 (what and how: bench/README.md). Run by bench/dhcp, as root, from the repository root."""
-import json, os, re, signal, statistics, subprocess, sys, tempfile, time
+import json, os, re, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 from mptcp_cpe.options import encode_v4
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "netns"))  # netlab, shared with the tests
+from netlab import Procs, add_addresses, cpu_seconds, namespaces, sh, veth  # noqa: E402
 
 HOOK = Path("hooks/kea/build/libdhcp_mptcp.so").resolve()
 NS_SRV, NS_CLI = "b-dhcp-srv", "b-dhcp-cli"
@@ -14,24 +17,11 @@ MCPS = [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]
 MODES = ("baseline", "hook", "per-packet")
 
 
-def sh(*cmd, check=True):
-    return subprocess.run(cmd, check=check, capture_output=True, text=True)
-
-
 def topology():
-    for ns in (NS_SRV, NS_CLI):
-        sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "netns", "add", ns)
-    sh("ip", "link", "add", "a0", "netns", NS_SRV, "type", "veth", "peer", "name", "b0", "netns", NS_CLI)
-    for ns, dev, addr in ((NS_SRV, "a0", "198.18.0.1/15"), (NS_CLI, "b0", "198.18.0.2/15")):
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-        sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
-
-
-def cleanup():
-    for ns in (NS_SRV, NS_CLI):
-        sh("ip", "netns", "del", ns, check=False)
+    """Kea's a0 in NS_SRV, perfdhcp's b0 in NS_CLI (both made for it), one veth."""
+    veth(NS_SRV, "a0", NS_CLI, "b0")
+    add_addresses(NS_SRV, "a0", ["198.18.0.1/15"])
+    add_addresses(NS_CLI, "b0", ["198.18.0.2/15"])
 
 
 def kea_config(tmp, mode):
@@ -85,23 +75,18 @@ print(found.hex())
 
 
 def offer_option():
-    proc = sh("ip", "netns", "exec", NS_CLI, sys.executable, "-c", PROBE, check=False)
+    proc = sh(sys.executable, "-c", PROBE, ns=NS_CLI, check=False)
     if proc.returncode:
         sys.exit(f"bench/dhcp: no OFFER to the check DISCOVER: {proc.stderr[-1000:]}")
     return bytes.fromhex(proc.stdout.strip())
 
 
-def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def one_run(tmp, mode):
+def one_run(procs, tmp, mode):
     env = dict(os.environ, KEA_PIDFILE_DIR=str(tmp), KEA_LOCKFILE_DIR=str(tmp))
     # Kea on one core, perfdhcp on the other: on two cores they would otherwise steal from
     # each other at random and the ratio would measure the scheduler.
-    kea = subprocess.Popen(["taskset", "-c", "0", "ip", "netns", "exec", NS_SRV, "kea-dhcp4", "-c", str(kea_config(tmp, mode))],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    kea = procs.start(f"kea-{mode}", "taskset", "-c", "0", "ip", "netns", "exec", NS_SRV, "kea-dhcp4", "-c", str(kea_config(tmp, mode)),
+                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         time.sleep(1.5)
         if kea.poll() is not None:
@@ -110,15 +95,15 @@ def one_run(tmp, mode):
         if got != want:
             sys.exit(f"bench/dhcp: {mode}: the OFFER's option 224 is {got.hex() or 'missing'}, not {want.hex() or 'absent'}")
         # The Kea process itself (ip netns exec execs it).
-        cpu0 = cpu_seconds(kea.pid)
-        perf = subprocess.run(
-            ["taskset", "-c", "1", "ip", "netns", "exec", NS_CLI, "perfdhcp", "-4", "-l", "b0", "-r", str(RATE), "-R", "100000",
-             "-p", str(PERIOD_S), "-o", "55,0103e0", "198.18.0.1"],
-            capture_output=True, text=True, timeout=PERIOD_S + 60)
-        cpu1 = cpu_seconds(kea.pid)
+        cpu0 = cpu_seconds([kea.pid])
+        perf = sh("taskset", "-c", "1", "ip", "netns", "exec", NS_CLI, "perfdhcp", "-4", "-l", "b0", "-r", str(RATE), "-R", "100000",
+                  "-p", str(PERIOD_S), "-o", "55,0103e0", "198.18.0.1", check=False, timeout=PERIOD_S + 60)
+        cpu1 = cpu_seconds([kea.pid])
+        if kea.poll() is not None:
+            sys.exit(f"bench/dhcp: {mode}: kea-dhcp4 exited during the run: {(tmp / 'kea.log').read_text()[-2000:]}")
     finally:
-        kea.send_signal(signal.SIGTERM)
-        kea.wait(10)
+        procs.stop(kea)
+        procs.forget(kea)
     out = perf.stdout
     m = re.search(r"Rate:\s*([\d.]+)\s*4-way exchanges/second", out)
     recv = re.findall(r"received packets:\s*(\d+)", out)
@@ -132,16 +117,13 @@ def one_run(tmp, mode):
 def main():
     if not HOOK.exists():
         sys.exit("bench/dhcp: hooks/kea/build/libdhcp_mptcp.so missing (make -C hooks/kea)")
-    topology()
     results = {mode: [] for mode in MODES}
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-dhcp-") as d:
-            tmp = Path(d)
-            for _ in range(ROUNDS):
-                for mode in MODES:
-                    results[mode].append(one_run(tmp, mode))
-    finally:
-        cleanup()
+    with namespaces(NS_SRV, NS_CLI), tempfile.TemporaryDirectory(prefix="bench-dhcp-") as d, Procs(Path(d)) as procs:
+        topology()
+        tmp = Path(d)
+        for _ in range(ROUNDS):
+            for mode in MODES:
+                results[mode].append(one_run(procs, tmp, mode))
     print(f"{'run':<10}{'leases/s':>12}{'kea cpu s':>12}{'exchanges':>12}{'cpu us/exch':>14}")
     summary = {}
     for mode in MODES:
@@ -157,4 +139,5 @@ def main():
           f"hook_cpu_overhead_us={summary['hook'][1] - summary['baseline'][1]:.1f}")
 
 
-main()
+if __name__ == "__main__":
+    main()
