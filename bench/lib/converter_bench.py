@@ -1,8 +1,12 @@
 """bench/converter's measurements: the converter pair against kernel forwarding and
 shadowsocks-libev (what and how: bench/README.md). Run by bench/converter, as root, from
 the repository root."""
-import json, math, os, re, resource, signal, statistics, subprocess, sys, tempfile, time
+import functools, json, math, os, re, resource, signal, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "netns"))  # netlab, shared with the tests
+import netlab  # noqa: E402
+from netlab import LabError, Procs, cpu_seconds, namespaces, veth, watchdog  # noqa: E402
 
 NS_LAN, NS_CPE, NS_ISP, NS_SRV, NS_DLY = "b-cv-lan", "b-cv-cpe", "b-cv-isp", "b-cv-srv", "b-cv-dly"
 NAMESPACES = (NS_LAN, NS_CPE, NS_ISP, NS_SRV, NS_DLY)
@@ -363,49 +367,11 @@ while time.monotonic() < t0 + seconds:
 print(json.dumps({"sent": sent, "refused": refused, "t0": t0, "seconds": time.monotonic() - t0}))
 '''
 
-procs: list[tuple[str, subprocess.Popen]] = []
-
-
-def sh(*cmd, check=True, timeout=30):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
-    return r
-
-
-def nsx(ns, *cmd, check=True, timeout=30):
-    return sh("ip", "netns", "exec", ns, *cmd, check=check, timeout=timeout)
+sh = functools.partial(netlab.sh, timeout=30)  # every command bounded; the long ones say how long
 
 
 def note(msg):
     print(f"bench/converter: {msg}", file=sys.stderr, flush=True)
-
-
-def kill_namespace_processes():
-    """Whatever still runs in the bench's own namespaces (only the bench starts processes there)."""
-    for ns in NAMESPACES:
-        r = sh("ip", "netns", "pids", ns, check=False)
-        for pid in r.stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-
-
-def cleanup():
-    for _, p in reversed(procs):  # the converter first: it drains and removes its rules
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for _, p in reversed(procs):
-        try:
-            p.wait(6)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    procs.clear()
-    kill_namespace_processes()
-    for ns in NAMESPACES:
-        sh("ip", "netns", "del", ns, check=False)
 
 
 # Each veth, its two ends, and the addresses and routes of the end that the delay line's
@@ -420,15 +386,9 @@ FAR_END = {
 
 
 def topology():
-    kill_namespace_processes()  # a run that was killed hard may have left some
-    for ns in NAMESPACES:
-        sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "netns", "add", ns)
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    """The links, addresses, routes and sysctls, in the namespaces (NAMESPACES) made for them."""
     for dev, (a, b) in LINKS.items():
-        sh("ip", "link", "add", dev, "netns", a, "type", "veth", "peer", "name", dev, "netns", b)
-        sh("ip", "-n", a, "link", "set", dev, "up")
-        sh("ip", "-n", b, "link", "set", dev, "up")
+        veth(a, dev, b, dev)
     script = {
         NS_LAN: ["addr add 192.0.2.10/24 dev lan0", "route add default via 192.0.2.1",
                  "addr add 2001:db8:1::10/64 dev lan0 nodad", "-6 route add default via 2001:db8:1::1"],
@@ -453,7 +413,7 @@ def topology():
         NS_DLY: ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"],
     }
     for ns, items in sysctls.items():
-        nsx(ns, "sysctl", "-qw", *items)
+        sh("sysctl", "-qw", *items, ns=ns)
 
 
 def shape(rates):
@@ -493,39 +453,13 @@ def recable(delays, on):
         sh("ip", "-n", near, "neigh", "flush", "dev", dev)
 
 
-def start(name, ns, cmd, log_dir, stdout=subprocess.DEVNULL, stdin=None):
-    log = open(log_dir / f"{name}.log", "w")
-    p = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=stdout, stdin=stdin, stderr=log, text=True)
-    procs.append((name, p))
-    return p
-
-
-def log_tail(log_dir, name, n=15):
-    try:
-        return "\n".join((log_dir / f"{name}.log").read_text().splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-def wait_until(what, fn, log_dir, names, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for name, p in procs:
-            if name in names and p.poll() is not None:
-                raise RuntimeError(f"{name} exited ({p.returncode}) while waiting for {what}:\n{log_tail(log_dir, name)}")
-        if fn():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} not ready within {timeout:g} s:\n" + "\n".join(log_tail(log_dir, n) for n in names))
-
-
 def listening(ns, port):
-    return bool(nsx(ns, "ss", "-Htln", f"sport = :{port}", check=False).stdout.strip())
+    return bool(sh("ss", "-Htln", f"sport = :{port}", ns=ns, check=False).stdout.strip())
 
 
 def netstat(ns):
     """This namespace's TcpExt and MPTcpExt counters, as {"TcpExt.X": n, "MPTcpExt.Y": n}."""
-    lines = nsx(ns, "cat", "/proc/net/netstat").stdout.splitlines()
+    lines = sh("cat", "/proc/net/netstat", ns=ns).stdout.splitlines()
     out = {}
     for head, vals in zip(lines[::2], lines[1::2]):
         prefix = head.split(":")[0]
@@ -536,7 +470,7 @@ def netstat(ns):
 def received(ns, match):
     """(in-order octets received by the TCP sockets of ns that match, when): tcpi_bytes_received."""
     a = time.monotonic()
-    out = nsx(ns, "ss", "-Htni", "state", "established", match).stdout
+    out = sh("ss", "-Htni", "state", "established", match, ns=ns).stdout
     b = time.monotonic()
     return sum(int(x) for x in re.findall(r"bytes_received:(\d+)", out)), (a + b) / 2
 
@@ -552,17 +486,6 @@ def tree(pid):
     except OSError:
         return []
     return [pid] + [int(k) for k in kids]
-
-
-def cpu_s(pids):
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def memory_kb(pids):
@@ -589,44 +512,51 @@ def med(values):
 
 
 class Bench:
-    def __init__(self, tmp):
+    def __init__(self, tmp, procs):
         self.tmp = tmp
+        self.procs = procs  # each one's stderr in tmp/<name>.log
         self.pids = {}
         self.problems = []
+
+    def start(self, name, ns, *cmd, stdout=subprocess.DEVNULL, stdin=None):
+        return self.procs.start(name, *cmd, ns=ns, stdin=stdin, stdout=stdout)
 
     # -- set-up
     def start_all(self):
         tmp = self.tmp
-        echo = start("echo", NS_SRV, [PY, "-c", ECHO_SERVER, f"{ECHO_CONV},{ECHO_DIRECT}", str(HELPER_S)], tmp, stdout=subprocess.PIPE)
+        echo = self.start("echo", NS_SRV, PY, "-c", ECHO_SERVER, f"{ECHO_CONV},{ECHO_DIRECT}", str(HELPER_S), stdout=subprocess.PIPE)
         if echo.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the echo server did not start:\n{log_tail(tmp, 'echo')}")
+            raise RuntimeError(f"the echo server did not start:\n{self.procs.tail('echo')}")
         for port in (IPERF_CONV, IPERF_KERNEL, IPERF_SS):
-            start(f"iperf3-{port}", NS_SRV, ["iperf3", "-s", "-p", str(port)], tmp)
+            self.start(f"iperf3-{port}", NS_SRV, "iperf3", "-s", "-p", str(port))
         (tmp / "mcp.json").write_text(json.dumps({
             "host": "isp", "clients": ["198.51.100.0/24", "203.0.113.0/24", "2001:db8:a::/64"],
             "workers": WORKERS, "drain_timeout_s": 2}))
-        self.pids["mcp"] = start("mcp", NS_ISP, [MPTCP, "mcp", "--config", str(tmp / "mcp.json")], tmp).pid
-        self.pids["ss-server"] = start("ss-server", NS_ISP, ["ss-server", "-s", MCP, "-p", str(SS_PORT), "-k", SS_KEY,
-                                                             "-m", SS_METHOD], tmp).pid
+        self.pids["mcp"] = self.start("mcp", NS_ISP, MPTCP, "mcp", "--config", str(tmp / "mcp.json")).pid
+        self.pids["ss-server"] = self.start("ss-server", NS_ISP, "ss-server", "-s", MCP, "-p", str(SS_PORT), "-k", SS_KEY,
+                                            "-m", SS_METHOD).pid
         (tmp / "converter.json").write_text(json.dumps({
             "host": "cpe", "lan_interfaces": ["lan0"], "mcps": [[MCP]], "mcp_file": str(tmp / "mcp-state.json"),
             "workers": WORKERS, "drain_timeout_s": 2, "bypass": {"ports": [IPERF_KERNEL, IPERF_SS, ECHO_DIRECT]}}))
-        self.pids["converter"] = start("converter", NS_CPE, [MPTCP, "converter", "--config", str(tmp / "converter.json")], tmp).pid
-        self.pids["ss-redir"] = start("ss-redir", NS_CPE, ["ss-redir", "-s", MCP, "-p", str(SS_PORT), "-b", "0.0.0.0",
-                                                           "-l", str(SS_REDIR_PORT), "-k", SS_KEY, "-m", SS_METHOD], tmp).pid
+        self.pids["converter"] = self.start("converter", NS_CPE, MPTCP, "converter", "--config", str(tmp / "converter.json")).pid
+        self.pids["ss-redir"] = self.start("ss-redir", NS_CPE, "ss-redir", "-s", MCP, "-p", str(SS_PORT), "-b", "0.0.0.0",
+                                           "-l", str(SS_REDIR_PORT), "-k", SS_KEY, "-m", SS_METHOD).pid
         # ss-redir's share of the LAN: one port the converter bypasses, NATed to ss-redir.
-        nsx(NS_CPE, "nft", f"add table ip b_cv_ss; add chain ip b_cv_ss pre {{ type nat hook prerouting priority dstnat; }}; "
-                           f"add rule ip b_cv_ss pre iifname lan0 tcp dport {IPERF_SS} redirect to :{SS_REDIR_PORT}")
-        names = [n for n, _ in procs]
-        wait_until("iperf3 servers", lambda: all(listening(NS_SRV, p) for p in (IPERF_CONV, IPERF_KERNEL, IPERF_SS)), tmp, names)
-        wait_until("the MCP", lambda: listening(NS_ISP, 5124) and len(tree(self.pids["mcp"])) > WORKERS, tmp, names)
-        wait_until("ss-server and ss-redir", lambda: listening(NS_ISP, SS_PORT) and listening(NS_CPE, SS_REDIR_PORT), tmp, names)
-        wait_until("the converter", lambda: nsx(NS_CPE, "nft", "list", "table", "inet", "mptcp_cpe_converter", check=False).returncode == 0
-                   and len(tree(self.pids["converter"])) > WORKERS, tmp, names)
+        sh("nft", f"add table ip b_cv_ss; add chain ip b_cv_ss pre {{ type nat hook prerouting priority dstnat; }}; "
+                  f"add rule ip b_cv_ss pre iifname lan0 tcp dport {IPERF_SS} redirect to :{SS_REDIR_PORT}", ns=NS_CPE)
+
+        def wait_until(what, ready):  # every process started so far must keep running
+            self.procs.wait_for(what, ready, timeout=10, every=0.05)
+
+        wait_until("iperf3 servers", lambda: all(listening(NS_SRV, p) for p in (IPERF_CONV, IPERF_KERNEL, IPERF_SS)))
+        wait_until("the MCP", lambda: listening(NS_ISP, 5124) and len(tree(self.pids["mcp"])) > WORKERS)
+        wait_until("ss-server and ss-redir", lambda: listening(NS_ISP, SS_PORT) and listening(NS_CPE, SS_REDIR_PORT))
+        wait_until("the converter", lambda: sh("nft", "list", "table", "inet", "mptcp_cpe_converter", ns=NS_CPE, check=False).returncode == 0
+                   and len(tree(self.pids["converter"])) > WORKERS)
 
     def burst(self, ports, n, conc, timeout=120):
-        r = nsx(NS_LAN, PY, "-c", CLIENT, SERVER, "burst", str(timeout), ",".join(map(str, ports)), str(n), str(conc),
-                timeout=timeout + 30)
+        r = sh(PY, "-c", CLIENT, SERVER, "burst", str(timeout), ",".join(map(str, ports)), str(n), str(conc), ns=NS_LAN,
+               timeout=timeout + 30)
         out = json.loads(r.stdout)
         return out["elapsed"], {int(p): v for p, v in out["ports"].items()}
 
@@ -641,7 +571,7 @@ class Bench:
         via = delta(isp1, isp0, "MPTcpExt.MPCapableSYNRX")
         if res[ECHO_CONV]["ok"] != 5 or via < 5:
             raise RuntimeError(f"warm-up through the converter: {res[ECHO_CONV]['ok']} of 5 echoed, {via} reached the MCP:\n"
-                               f"{log_tail(self.tmp, 'converter')}\n{log_tail(self.tmp, 'mcp')}")
+                               f"{self.procs.tail('converter')}\n{self.procs.tail('mcp')}")
         if res2[ECHO_DIRECT]["ok"] != 5 or delta(isp2, isp1, "MPTcpExt.MPCapableSYNRX"):
             raise RuntimeError("warm-up of the direct path failed or was intercepted")
 
@@ -660,10 +590,10 @@ class Bench:
         try:
             time.sleep(max(0.0, t_start + omit - time.monotonic()))
             b0, t0 = received(*receiver)
-            cpu0 = [cpu_s(x) for x in pids]
+            cpu0 = [cpu_seconds(x) for x in pids]
             time.sleep(max(0.0, t0 + seconds - time.monotonic()))
             b1, t1 = received(*receiver)
-            cpu = [(cpu_s(x) - c) / (t1 - t0) * 100 for x, c in zip(pids, cpu0)]
+            cpu = [(cpu_seconds(x) - c) / (t1 - t0) * 100 for x, c in zip(pids, cpu0)]
             out, err = p.communicate(timeout=seconds + omit + 40)
         finally:
             if p.poll() is None:
@@ -714,9 +644,9 @@ class Bench:
         _, seq = self.burst([ECHO_CONV, ECHO_DIRECT], 2 * TTFB_N0, 1)  # alternating: same background for both
         cpe1, isp1 = netstat(NS_CPE), netstat(NS_ISP)
         conv_pids, mcp_pids = tree(self.pids["converter"]), tree(self.pids["mcp"])
-        cpu0 = cpu_s(conv_pids), cpu_s(mcp_pids)
+        cpu0 = cpu_seconds(conv_pids), cpu_seconds(mcp_pids)
         conv_s, conv = self.burst([ECHO_CONV], CONNS, CONCURRENCY)
-        cpu1 = cpu_s(conv_pids), cpu_s(mcp_pids)
+        cpu1 = cpu_seconds(conv_pids), cpu_seconds(mcp_pids)
         cpe2, isp2 = netstat(NS_CPE), netstat(NS_ISP)
         direct_s, direct = self.burst([ECHO_DIRECT], CONNS, CONCURRENCY)
         kern = {
@@ -760,17 +690,17 @@ class Bench:
         recable(delays, True)
         try:
             specs = ";".join(f"{d}-o,{d}-n,{s}" for d, s in delays.items())
-            line = start("delay-line", NS_DLY, [PY, "-c", DELAY_LINE, specs, str(DELAY_QUEUE), str(HELPER_S)], self.tmp,
-                         stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+            line = self.start("delay-line", NS_DLY, PY, "-c", DELAY_LINE, specs, str(DELAY_QUEUE), str(HELPER_S),
+                              stdout=subprocess.PIPE, stdin=subprocess.PIPE)
             if line.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"the delay line did not start:\n{log_tail(self.tmp, 'delay-line')}")
+                raise RuntimeError(f"the delay line did not start:\n{self.procs.tail('delay-line')}")
 
             def ask(cmd="stats"):
                 line.stdin.write(f"{cmd}\n")
                 line.stdin.flush()
                 reply = line.stdout.readline()
                 if not reply:
-                    raise RuntimeError(f"the delay line ended:\n{log_tail(self.tmp, 'delay-line')}")
+                    raise RuntimeError(f"the delay line ended:\n{self.procs.tail('delay-line')}")
                 return json.loads(reply)
 
             def frames(after, before, dev):
@@ -781,11 +711,11 @@ class Bench:
             out["probe"] = {}
             for wan, source in (("wan1", "198.51.100.2"), ("wan2", "203.0.113.2")):
                 s0 = ask()
-                r = nsx(NS_CPE, PY, "-c", CONNECT_PROBE, SERVER, str(ECHO_DIRECT), source, "21", timeout=120)
+                r = sh(PY, "-c", CONNECT_PROBE, SERVER, str(ECHO_DIRECT), source, "21", ns=NS_CPE, timeout=120)
                 s1 = ask()
                 out["probe"][wan] = (json.loads(r.stdout)[1:], frames(s1, s0, wan))
             s0 = ask("shared")
-            r = nsx(NS_CPE, PY, "-c", FLOOD, "198.51.100.1", str(FLOOD_S), timeout=FLOOD_S + 30)
+            r = sh(PY, "-c", FLOOD, "198.51.100.1", str(FLOOD_S), ns=NS_CPE, timeout=FLOOD_S + 30)
             time.sleep(max(delays.values()) * 2 + 0.3)  # what the line still holds leaves
             s1 = ask("rt")
             w = s1["ways"]["wan1-o>wan1-n"], s0["ways"]["wan1-o>wan1-n"]
@@ -799,11 +729,11 @@ class Bench:
             s0, t0 = ask(), time.monotonic()
             out["rows"] = {CPE_TFO: self.ttfb_row(TTFB_N, rtt_s)}
             if CPE_TFO != "0":
-                nsx(NS_CPE, "sysctl", "-qw", "net.ipv4.tcp_fastopen=0")
+                sh("sysctl", "-qw", "net.ipv4.tcp_fastopen=0", ns=NS_CPE)
                 try:
                     out["rows"]["0"] = self.ttfb_row(TTFB_N, rtt_s)
                 finally:
-                    nsx(NS_CPE, "sysctl", "-qw", f"net.ipv4.tcp_fastopen={CPE_TFO}")
+                    sh("sysctl", "-qw", f"net.ipv4.tcp_fastopen={CPE_TFO}", ns=NS_CPE)
             s1, wall = ask(), time.monotonic() - t0
             n = sum(s1["ways"][k]["fwd"] - s0["ways"][k]["fwd"] for k in s1["ways"])
             late = sum(s1["ways"][k]["late_sum_s"] - s0["ways"][k]["late_sum_s"] for k in s1["ways"])
@@ -819,7 +749,7 @@ class Bench:
                 except (OSError, subprocess.TimeoutExpired):
                     line.kill()
                     line.wait()
-                procs[:] = [(n, p) for n, p in procs if p is not line]
+                self.procs.forget(line)
             recable(delays, False)
         return out
 
@@ -828,20 +758,20 @@ class Bench:
         note(f"holding {HOLD} connections through the converter")
         conv_pids, mcp_pids = tree(self.pids["converter"]), tree(self.pids["mcp"])
         before = memory_kb(conv_pids)
-        client = start("hold", NS_LAN, [PY, "-c", CLIENT, SERVER, "hold", str(HELPER_S), str(ECHO_CONV), str(HOLD), "50",
-                                        str(HOLD_WINDOW_S)], self.tmp, stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+        client = self.start("hold", NS_LAN, PY, "-c", CLIENT, SERVER, "hold", str(HELPER_S), str(ECHO_CONV), str(HOLD), "50",
+                            str(HOLD_WINDOW_S), stdout=subprocess.PIPE, stdin=subprocess.PIPE)
         opened = json.loads(client.stdout.readline() or "{}")
         if not opened:
-            raise RuntimeError(f"the hold client failed:\n{log_tail(self.tmp, 'hold')}")
-        held_at_mcp = len(nsx(NS_ISP, "ss", "-Htn", "state", "established", f"dport = :{ECHO_CONV}").stdout.splitlines())
+            raise RuntimeError(f"the hold client failed:\n{self.procs.tail('hold')}")
+        held_at_mcp = len(sh("ss", "-Htn", "state", "established", f"dport = :{ECHO_CONV}", ns=NS_ISP).stdout.splitlines())
         conv_pids, mcp_pids = tree(self.pids["converter"]), tree(self.pids["mcp"])
         mem_held = memory_kb(conv_pids)
-        c0, m0, t0 = cpu_s(conv_pids), cpu_s(mcp_pids), time.monotonic()
+        c0, m0, t0 = cpu_seconds(conv_pids), cpu_seconds(mcp_pids), time.monotonic()
         client.stdin.write("ping\n")
         client.stdin.flush()
         pinged = json.loads(client.stdout.readline() or "{}")
         wall = time.monotonic() - t0
-        cpu_conv, cpu_mcp = (cpu_s(conv_pids) - c0) / wall * 100, (cpu_s(mcp_pids) - m0) / wall * 100
+        cpu_conv, cpu_mcp = (cpu_seconds(conv_pids) - c0) / wall * 100, (cpu_seconds(mcp_pids) - m0) / wall * 100
         mem_after = memory_kb(conv_pids)
         mcp_mem = memory_kb(mcp_pids)
         client.stdin.write("close\n")
@@ -858,32 +788,27 @@ def main():
     if hard < 6 * HOLD + 1024:
         note(f"WARNING: the open-file limit is {hard}: {HOLD} relayed connections need about {6 * HOLD}")
 
-    def on_alarm(*_):
-        raise TimeoutError(f"watchdog: the bench took more than {TIMEOUT_S:g} s")
-
-    signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench/converter: terminated"))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit("bench/converter: hung up"))
-    signal.setitimer(signal.ITIMER_REAL, TIMEOUT_S)
     t_begin = time.monotonic()
     load0 = Path("/proc/loadavg").read_text().split()[:3]
-    with tempfile.TemporaryDirectory(prefix="bench-converter-") as d:
-        tmp = Path(d)
-        try:
+    try:
+        # Left in reverse: the watchdog off, the processes stopped (the converter first: it
+        # drains and removes its rules), what still runs in the namespaces killed, they removed.
+        with tempfile.TemporaryDirectory(prefix="bench-converter-") as d, namespaces(*NAMESPACES, kill=True), \
+                Procs(Path(d)) as procs, watchdog(TIMEOUT_S):
+            tmp = Path(d)
             topology()
-            b = Bench(tmp)
+            b = Bench(tmp, procs)
             b.start_all()
             b.warm_up()
             tp = b.throughput()
             agg = b.aggregation()
             st = b.setup()
             hd = b.hold()
-            conv_log = log_tail(tmp, "converter", 40)
-        except RuntimeError as exc:
-            sys.exit(f"bench/converter: {exc}")
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            cleanup()
+            conv_log = procs.tail("converter", 40)
+    except (RuntimeError, LabError) as exc:
+        sys.exit(f"bench/converter: {exc}")
     report(b, tp, agg, st, hd, conv_log, load0, time.monotonic() - t_begin)
 
 
@@ -1048,9 +973,10 @@ def report(b, tp, agg, st, hd, conv_log, load0, runtime):
         sys.exit(1)
 
 
-try:
-    main()
-except TimeoutError as exc:
-    sys.exit(f"bench/converter: {exc}; namespaces and processes removed")
-except KeyboardInterrupt:
-    sys.exit("bench/converter: interrupted; namespaces and processes removed")
+if __name__ == "__main__":
+    try:
+        main()
+    except TimeoutError as exc:
+        sys.exit(f"bench/converter: {exc}; namespaces and processes removed")
+    except KeyboardInterrupt:
+        sys.exit("bench/converter: interrupted; namespaces and processes removed")
