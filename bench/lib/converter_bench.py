@@ -1,12 +1,12 @@
 """bench/converter's measurements: the converter pair against kernel forwarding and
 shadowsocks-libev (what and how: bench/README.md). Run by bench/converter, as root, from
 the repository root."""
-import functools, json, math, os, re, resource, signal, statistics, subprocess, sys, tempfile, time
+import functools, json, math, os, re, resource, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "netns"))  # netlab, shared with the tests
 import netlab  # noqa: E402
-from netlab import LabError, Procs, cpu_seconds, namespaces, veth, watchdog  # noqa: E402
+from netlab import LabError, Procs, cpu_seconds, namespaces, run_bench, veth, watchdog  # noqa: E402
 
 NS_LAN, NS_CPE, NS_ISP, NS_SRV, NS_DLY = "b-cv-lan", "b-cv-cpe", "b-cv-isp", "b-cv-srv", "b-cv-dly"
 NAMESPACES = (NS_LAN, NS_CPE, NS_ISP, NS_SRV, NS_DLY)
@@ -788,8 +788,6 @@ def main():
     if hard < 6 * HOLD + 1024:
         note(f"WARNING: the open-file limit is {hard}: {HOLD} relayed connections need about {6 * HOLD}")
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench/converter: terminated"))
-    signal.signal(signal.SIGHUP, lambda *_: sys.exit("bench/converter: hung up"))
     t_begin = time.monotonic()
     load0 = Path("/proc/loadavg").read_text().split()[:3]
     try:
@@ -974,9 +972,4 @@ def report(b, tp, agg, st, hd, conv_log, load0, runtime):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except TimeoutError as exc:
-        sys.exit(f"bench/converter: {exc}; namespaces and processes removed")
-    except KeyboardInterrupt:
-        sys.exit("bench/converter: interrupted; namespaces and processes removed")
+    run_bench("bench/converter", main)

@@ -6,7 +6,7 @@ from pathlib import Path
 from mptcp_cpe.options import encode_v4
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "netns"))  # netlab, shared with the tests
-from netlab import Procs, add_addresses, cpu_seconds, namespaces, sh, veth  # noqa: E402
+from netlab import Procs, add_addresses, cpu_seconds, namespaces, run_bench, sh, veth  # noqa: E402
 
 HOOK = Path("hooks/kea/build/libdhcp_mptcp.so").resolve()
 NS_SRV, NS_CLI = "b-dhcp-srv", "b-dhcp-cli"
@@ -140,4 +140,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_bench("bench/dhcp", main)

@@ -1,10 +1,10 @@
 """bench/failover's measurement: one MPTCP transfer while wand fails WAN1 over and back
 (what and how: bench/README.md). Run by bench/failover, as root, from the repository root."""
-import hashlib, json, os, random, signal, subprocess, sys, tempfile, threading, time
+import hashlib, json, os, random, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "netns"))  # netlab, shared with the tests
-from netlab import LabError, Procs, namespaces, sh, veth, wait_for, watchdog  # noqa: E402
+from netlab import LabError, Procs, namespaces, run_bench, sh, veth, wait_for, watchdog  # noqa: E402
 
 NS_CPE, NS_ISP1, NS_ISP2, NS_SRV = "b-fo-cpe", "b-fo-isp1", "b-fo-isp2", "b-fo-srv"
 NAMESPACES = (NS_CPE, NS_ISP1, NS_ISP2, NS_SRV)
@@ -254,7 +254,6 @@ def longest_gap(times, start, end):
 
 
 def main():
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench/failover: terminated"))
     wand_log: list[tuple[float, str]] = []
     bind = {"wan1": WAN1, "wan2": WAN2, "route": ""}[BIND]
     # Left in reverse: the watchdog off, the processes stopped, the namespaces removed.
@@ -422,7 +421,4 @@ def report(sres, rres, wand_log, t0, t_cut, t_restore, nat):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except TimeoutError as exc:
-        sys.exit(f"bench/failover: {exc}; namespaces and processes removed")
+    run_bench("bench/failover", main)

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
@@ -235,6 +236,19 @@ def watchdog(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def run_bench(name: str, main: Callable[[], None]) -> None:
+    """Run a bench's main(). SIGTERM and SIGHUP end it as SIGINT does, by an exception that
+    its with blocks clean up after; then one line naming the bench says why it stopped."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"{name}: terminated"))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(f"{name}: hung up"))
+    try:
+        main()
+    except TimeoutError as exc:  # the watchdog
+        sys.exit(f"{name}: {exc}; namespaces and processes removed")
+    except KeyboardInterrupt:
+        sys.exit(f"{name}: interrupted; namespaces and processes removed")
 
 
 def start_kea4(procs: Procs, tmp_path: Path, ns: str, config: dict, name: str = "kea4") -> subprocess.Popen:
