@@ -794,7 +794,7 @@ def main():
         # Left in reverse: the watchdog off, the processes stopped (the converter first: it
         # drains and removes its rules), what still runs in the namespaces killed, they removed.
         with tempfile.TemporaryDirectory(prefix="bench-converter-") as d, namespaces(*NAMESPACES, kill=True), \
-                Procs(Path(d)) as procs, watchdog(TIMEOUT_S):
+                Procs(Path(d), new_session=False) as procs, watchdog(TIMEOUT_S):
             tmp = Path(d)
             topology()
             b = Bench(tmp, procs)

@@ -118,7 +118,8 @@ def main():
     if not HOOK.exists():
         sys.exit("bench/dhcp: hooks/kea/build/libdhcp_mptcp.so missing (make -C hooks/kea)")
     results = {mode: [] for mode in MODES}
-    with namespaces(NS_SRV, NS_CLI), tempfile.TemporaryDirectory(prefix="bench-dhcp-") as d, Procs(Path(d)) as procs:
+    with namespaces(NS_SRV, NS_CLI), tempfile.TemporaryDirectory(prefix="bench-dhcp-") as d, \
+            Procs(Path(d), new_session=False) as procs:
         topology()
         tmp = Path(d)
         for _ in range(ROUNDS):

@@ -257,8 +257,8 @@ def main():
     wand_log: list[tuple[float, str]] = []
     bind = {"wan1": WAN1, "wan2": WAN2, "route": ""}[BIND]
     # Left in reverse: the watchdog off, the processes stopped, the namespaces removed.
-    with tempfile.TemporaryDirectory(prefix="bench-failover-") as d, namespaces(*NAMESPACES), Procs(Path(d)) as procs, \
-            watchdog(TIMEOUT_S):
+    with tempfile.TemporaryDirectory(prefix="bench-failover-") as d, namespaces(*NAMESPACES), \
+            Procs(Path(d), new_session=False) as procs, watchdog(TIMEOUT_S):
         tmp = Path(d)
         topology()
         nat = start_wand(procs, tmp, wand_log)

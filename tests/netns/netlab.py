@@ -58,7 +58,7 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 20.0, ever
 
 
 def kill_namespace_processes(*names: str) -> None:
-    """SIGKILL whatever runs in these namespaces (for those only their maker starts processes in)."""
+    """SIGKILL whatever runs in these namespaces (only for namespaces nobody but their maker uses)."""
     for ns in names:
         for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
             with contextlib.suppress(ProcessLookupError, ValueError):
@@ -123,11 +123,16 @@ LOG = "log"  # Procs.start's stdout/stderr: the process's own log file, <logdir>
 
 
 class Procs:
-    """Background processes of one test or bench, each in a session of its own (a signal
-    reaches its children too); all stopped at the end, whatever happened."""
+    """Background processes of one test or bench, each leading a process group of its own (a
+    signal reaches its children too); all stopped at the end, whatever happened.
 
-    def __init__(self, logdir: Path):
+    new_session: each also in a session of its own (the tests). The benches keep theirs in
+    the caller's session: with autogroup scheduling a session is a CPU-share group, and a
+    bench's peers must compete for the CPU as one group, as they were measured."""
+
+    def __init__(self, logdir: Path, new_session: bool = True):
         self.logdir = logdir
+        self.new_session = new_session
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
     def __enter__(self) -> Procs:
@@ -146,7 +151,8 @@ class Procs:
             stdout, stderr = log, subprocess.STDOUT if stderr is LOG else stderr
         elif stderr is LOG:
             stderr = log
-        proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, text=True, start_new_session=True)
+        group = {"start_new_session": True} if self.new_session else {"process_group": 0}
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, text=True, **group)
         self.procs.append((name, proc))
         return proc
 
