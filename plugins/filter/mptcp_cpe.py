@@ -2,7 +2,8 @@
 
 The checks themselves live in the ``mptcp_cpe`` package (one checker for roles, lab and
 daemons); this file only adapts them to Ansible: errors become AnsibleFilterError with
-the host, the field and the value in the message.
+the host, the field and the value in the message, a line per mistake, and
+``mptcp_cpe_problems`` returns those lines instead, for a fail task to show.
 """
 
 from __future__ import annotations
@@ -28,11 +29,34 @@ except ImportError:  # ansible run from a virtualenv without the package: use th
 MPTCP_LIMIT_MAX = 8
 
 
+class CheckFailed(AnsibleFilterError):
+    """The mistakes a check found, one line each (``lines``): ``<host>: <field>: <problem> (got <value>)``."""
+
+    def __init__(self, lines):
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))
+
+
 def _checked(fn, *args):
     try:
         return fn(*args)
     except checks.InventoryError as exc:
-        raise AnsibleFilterError(str(exc)) from None
+        raise CheckFailed(str(e) for e in checks.error_list(exc)) from None
+
+
+def problems(name, *args, **kwargs):
+    """Every mistake the check filter ``name`` finds in its arguments, one line each (none:
+    the data is right), where the filter itself would fail at the first:
+    ``'mptcp_cpe_wans' | mptcp_cpe_problems(cpe_wans, inventory_hostname)``. The roles' check
+    tasks gather them and a fail task shows them all, a line each, without the text Ansible
+    wraps around a failed filter."""
+    if name not in CHECKS:
+        raise AnsibleFilterError(f"mptcp_cpe_problems: {name!r} is not one of the checks ({', '.join(sorted(CHECKS))})")
+    try:
+        FilterModule().filters()[name](*args, **kwargs)
+    except CheckFailed as exc:
+        return exc.lines
+    return []
 
 
 def cpe_wans(wans, host):
@@ -82,14 +106,18 @@ def _role_error(exc, prefix, keys):
     """A daemon's config error, told in the role's terms: a field that is one of the config's
     keys is named as the variable an operator sets (``bypass.ports[0]`` is
     ``cpe_converter_bypass.ports[0]``), and so are the keys the problem mentions."""
+    return CheckFailed(_role_line(e, prefix, keys) for e in checks.error_list(exc))
+
+
+def _role_line(exc, prefix, keys):
     head = re.match(r"[a-z_]+", exc.field)
     if head is None or head.group(0) not in keys:
-        return AnsibleFilterError(str(exc))
+        return str(exc)
     # Only the keys with an underscore: plain words (host, port, listen) are also English.
     named = "|".join(sorted((k for k in keys if "_" in k), key=len, reverse=True))
     problem = re.sub(rf"\b({named})\b", lambda m: prefix + m.group(1), exc.problem)
     got = str(exc)[len(f"{exc.host}: {exc.field}: {exc.problem}"):]
-    return AnsibleFilterError(f"{exc.host}: {prefix}{exc.field}: {problem}{got}")
+    return f"{exc.host}: {prefix}{exc.field}: {problem}{got}"
 
 
 def converter_config(role_settings, host, wans=None):
@@ -97,14 +125,17 @@ def converter_config(role_settings, host, wans=None):
     settings (by the config's own keys), loaded by the daemon's own loader: what the role
     renders is what the converter will accept. With the CPE's WANs, a LAN interface that is
     a WAN's device is refused too (the converter would intercept the internet's connections)."""
+    errors = checks.Errors()
+    cfg = errors.check(converter.from_dict, {**role_settings, "host": host}, host)
+    checked_wans = errors.check(inventory.parse_wans, host, wans, default=()) if wans else ()
+    for wan in checked_wans if cfg else ():
+        if wan.device in cfg.lan_interfaces:
+            errors.add(checks.ConfigError(
+                host, f"lan_interfaces[{cfg.lan_interfaces.index(wan.device)}]",
+                f"is the device of WAN {wan.name}: the converter would intercept connections from the internet",
+                wan.device))
     try:
-        cfg = converter.from_dict({**role_settings, "host": host}, host)
-        for wan in inventory.parse_wans(host, wans) if wans else ():
-            if wan.device in cfg.lan_interfaces:
-                raise checks.ConfigError(
-                    host, f"lan_interfaces[{cfg.lan_interfaces.index(wan.device)}]",
-                    f"is the device of WAN {wan.name}: the converter would intercept connections from the internet",
-                    wan.device)
+        errors.raise_any()
     except checks.InventoryError as exc:
         raise _role_error(exc, "cpe_converter_", converter.TOP_KEYS) from None
     return _plain(cfg)
@@ -237,6 +268,12 @@ def mptcp_limits_for(wans):
     return {"add_addr_accepted": n, "subflows": n}
 
 
+# The filters that check inventory data, which mptcp_cpe_problems runs.
+CHECKS = frozenset({"mptcp_cpe_wans", "mptcp_cpe_option_code", "mptcp_cpe_kea_config", "mptcp_cpe_wand_config",
+                    "mptcp_cpe_converter_config", "mptcp_cpe_lan_prefixes", "mptcp_cpe_mcp_config",
+                    "mptcp_cpe_converter_sysctls", "mptcp_cpe_firewall_config"})
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -255,4 +292,5 @@ class FilterModule:
             "mptcp_cpe_converter_sysctls": converter_sysctls,
             "mptcp_cpe_firewall_config": firewall_config,
             "mptcp_cpe_firewall_management_path": firewall_management_path,
+            "mptcp_cpe_problems": problems,
         }

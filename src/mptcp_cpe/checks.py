@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,47 @@ class InventoryError(ValueError):
         self.host, self.field, self.problem, self.value = host, field, problem, value
         got = f" (got {value!r})" if show_value else ""
         super().__init__(f"{host}: {field}: {problem}{got}")
+
+
+class InventoryErrors(InventoryError):
+    """Several mistakes found in one pass (each an InventoryError), so an operator fixes them
+    all in one round; ``str()`` is one line each. A single mistake is raised as itself."""
+
+    def __init__(self, errors: list[InventoryError]):
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        self.host, self.field, self.problem, self.value = first.host, first.field, first.problem, first.value
+        ValueError.__init__(self, "\n".join(str(e) for e in self.errors))
+
+
+def error_list(exc: InventoryError) -> list[InventoryError]:
+    """The single mistakes an error stands for."""
+    return list(exc.errors) if isinstance(exc, InventoryErrors) else [exc]
+
+
+class Errors:
+    """Gathers the mistakes of checks that do not depend on each other: ``check`` runs one and
+    returns its value (``default`` when it found a mistake); ``raise_any`` raises what was
+    found (before the checks that need those values)."""
+
+    def __init__(self) -> None:
+        self.found: list[InventoryError] = []
+
+    def check(self, fn: Callable[..., Any], *args: Any, default: Any = None, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except InventoryError as exc:
+            self.add(exc)
+            return default
+
+    def add(self, exc: InventoryError) -> None:
+        self.found.extend(error_list(exc))
+
+    def raise_any(self) -> None:
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise InventoryErrors(self.found)
 
 
 def is_ifname(value: Any) -> bool:

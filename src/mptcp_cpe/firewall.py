@@ -50,6 +50,7 @@ from typing import Any
 from .checks import (
     TABLE_RANGE,
     ConfigError,
+    Errors,
     InventoryError,
     check_keys,
     integer,
@@ -159,6 +160,12 @@ def _reserved_ports(host: str, field: str, raw: Any) -> tuple[ReservedPort, ...]
     return tuple(out)
 
 
+def _lan_services(host: str, services: Any) -> list[str]:
+    if not isinstance(services, list) or any(s not in LAN_SERVICES for s in services) or len(set(services)) != len(services):
+        raise ConfigError(host, "lan_services", f"must be a list of {', '.join(LAN_SERVICES)}, each at most once", services)
+    return services
+
+
 def _mask(host: str, field: str, value: Any) -> int:
     mask = integer(host, field, value, 1, 2**32 - 1)
     low = mask & -mask
@@ -180,9 +187,31 @@ def from_dict(raw: Any, host: str = "localhost", names: dict[str, str] | None = 
     for key in ("wans", "lans"):
         if key not in raw:
             raise ConfigError(host, name(key), "missing", show_value=False)
-    nft_table = nft_name(host, "nft_table", raw.get("nft_table", d.nft_table))
-    table_base = integer(host, "table_base", raw.get("table_base", d.table_base), 1, TABLE_RANGE[1] - MAX_WANS - 1)
-    wans = parse_wans(host, raw["wans"], field=name("wans"))
+    # Every field's own mistakes at once (the LANs and forwards as far as the WANs and LANs
+    # they refer to are well formed), then those between fields.
+    errors = Errors()
+    nft_table = errors.check(nft_name, host, "nft_table", raw.get("nft_table", d.nft_table))
+    table_base = errors.check(integer, host, "table_base", raw.get("table_base", d.table_base), 1, TABLE_RANGE[1] - MAX_WANS - 1)
+    wans = errors.check(parse_wans, host, raw["wans"], field=name("wans"))
+    lans = errors.check(parse_lans, host, raw["lans"], wans, field=name("lans"))
+    trusted = errors.check(interfaces, host, "trusted_interfaces", raw.get("trusted_interfaces", []))
+    management = errors.check(parse_prefixes, host, name("management_prefixes"), raw.get("management_prefixes", []))
+    ssh_port = errors.check(integer, host, "ssh_port", raw.get("ssh_port", d.ssh_port), 1, 65535)
+    services = errors.check(_lan_services, host, raw.get("lan_services", list(d.lan_services)))
+    reserved = errors.check(_reserved_ports, host, "reserved_ports", raw.get("reserved_ports", []))
+    if None not in (wans, lans, ssh_port, reserved):
+        table = {(r.proto, r.port): r.what for r in reserved}
+        table[("tcp", ssh_port)] = "CPE's SSH port"
+        forwards = errors.check(parse_port_forwards, host, raw.get("port_forwards", []), lans, wans, reserved=table,
+                                field=name("port_forwards"))
+    diverted = errors.check(integer, host, "diverted_mark", raw.get("diverted_mark", d.diverted_mark), 1, 2**32 - 1)
+    mask = errors.check(_mask, host, "connmark_mask", raw.get("connmark_mask", d.connmark_mask))
+    icmp_echo_rate = errors.check(integer, host, "icmp_echo_rate", raw.get("icmp_echo_rate", d.icmp_echo_rate), 0, 10000)
+    rule_priority = errors.check(integer, host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1,
+                                 MAIN_RULE_PRIORITY - MAX_WANS)
+    proto = errors.check(route_protocol, host, "route_protocol", raw.get("route_protocol", d.route_protocol))
+    errors.raise_any()
+
     numbered = number_tables(host, wans, table_base, name("wans"), error=ConfigError)
     seen: dict[int, str] = {}
     for i, wan in enumerate(numbered):
@@ -190,26 +219,12 @@ def from_dict(raw: Any, host: str = "localhost", names: dict[str, str] | None = 
             raise ConfigError(host, f"{name('wans')}[{i}] ({wan.name}).table", f"already used by {seen[wan.table]} "
                               "(a WAN without table gets table_base + 1 + its index)", wan.table)
         seen[wan.table] = f"{name('wans')}[{i}] ({wan.name})"
-    lans = parse_lans(host, raw["lans"], wans, field=name("lans"))
-    trusted = interfaces(host, "trusted_interfaces", raw.get("trusted_interfaces", []))
     for i, dev in enumerate(trusted):
         owner = next((f"WAN {w.name}" for w in wans if w.device == dev), None) or \
             next((f"LAN {lan.name}" for lan in lans if lan.device == dev), None)
         if owner or dev == "lo":
             raise ConfigError(host, f"trusted_interfaces[{i}]", f"is {'loopback' if dev == 'lo' else 'the device of ' + owner}: "
                               "only other interfaces (a management VLAN, a tunnel) can be trusted", dev)
-    management = parse_prefixes(host, name("management_prefixes"), raw.get("management_prefixes", []))
-    ssh_port = integer(host, "ssh_port", raw.get("ssh_port", d.ssh_port), 1, 65535)
-    services = raw.get("lan_services", list(d.lan_services))
-    if not isinstance(services, list) or any(s not in LAN_SERVICES for s in services) or len(set(services)) != len(services):
-        raise ConfigError(host, "lan_services", f"must be a list of {', '.join(LAN_SERVICES)}, each at most once", services)
-    reserved = _reserved_ports(host, "reserved_ports", raw.get("reserved_ports", []))
-    table = {(r.proto, r.port): r.what for r in reserved}
-    table[("tcp", ssh_port)] = "CPE's SSH port"
-    forwards = parse_port_forwards(host, raw.get("port_forwards", []), lans, wans, reserved=table,
-                                   field=name("port_forwards"))
-    diverted = integer(host, "diverted_mark", raw.get("diverted_mark", d.diverted_mark), 1, 2**32 - 1)
-    mask = _mask(host, "connmark_mask", raw.get("connmark_mask", d.connmark_mask))
     if diverted & mask:
         raise ConfigError(host, "connmark_mask", f"shares bits with diverted_mark ({diverted:#x}): the converter's "
                           "packets would look like a forward's", hex(mask))
@@ -226,13 +241,12 @@ def from_dict(raw: Any, host: str = "localhost", names: dict[str, str] | None = 
         ssh_port=ssh_port,
         lan_services=tuple(services),
         trusted_interfaces=trusted,
-        icmp_echo_rate=integer(host, "icmp_echo_rate", raw.get("icmp_echo_rate", d.icmp_echo_rate), 0, 10000),
+        icmp_echo_rate=icmp_echo_rate,
         diverted_mark=diverted,
         reserved_ports=reserved,
         connmark_mask=mask,
-        rule_priority=integer(host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1,
-                              MAIN_RULE_PRIORITY - MAX_WANS),
-        route_protocol=route_protocol(host, "route_protocol", raw.get("route_protocol", d.route_protocol)),
+        rule_priority=rule_priority,
+        route_protocol=proto,
     )
     return cfg
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import RESERVED_TABLES, InventoryError, boolean, integer, is_ifname, only_keys, parse_table
+from .checks import RESERVED_TABLES, Errors, InventoryError, boolean, integer, is_ifname, only_keys, parse_table
 
 # The in-kernel MPTCP path manager accepts at most 8 endpoints and 8 subflows
 # (MPTCP_PM_ADDR_MAX); more WANs than that could never all carry a subflow.
@@ -259,7 +259,10 @@ def parse_wans(host: str, raw: Any, field: str = "cpe_wans") -> list[Wan]:
         raise InventoryError(host, field, "must be a non-empty list of WANs", raw)
     if len(raw) > MAX_WANS:
         raise InventoryError(host, field, f"at most {MAX_WANS} WANs (the kernel's MPTCP endpoint limit)", len(raw))
-    wans = [parse_wan(host, i, w, field) for i, w in enumerate(raw)]
+    # Every WAN's own mistakes at once; the checks across WANs need them all well formed.
+    errors = Errors()
+    wans = [errors.check(parse_wan, host, i, w, field) for i, w in enumerate(raw)]
+    errors.raise_any()
     _unique(host, field, wans, ("name", "device", "table"))
     if all(w.backup for w in wans):
         raise InventoryError(host, field, "every WAN is a backup: at least one must carry traffic normally", [w.name for w in wans])
@@ -355,7 +358,9 @@ def parse_lans(host: str, raw: Any, wans: list[Wan] | None = None, field: str = 
         raise InventoryError(host, field, "must be a non-empty list of LANs", raw)
     if len(raw) > MAX_LANS:
         raise InventoryError(host, field, f"at most {MAX_LANS} LANs", len(raw))
-    lans = [parse_lan(host, i, lan, field) for i, lan in enumerate(raw)]
+    errors = Errors()
+    lans = [errors.check(parse_lan, host, i, lan, field) for i, lan in enumerate(raw)]
+    errors.raise_any()
     _unique(host, field, lans, ("name", "device"))
     wan_nets = {}
     for wan in wans or ():
@@ -385,16 +390,19 @@ def parse_prefixes(host: str, field: str, raw: Any, *, allow_empty: bool = True)
     """A list of IPv4/IPv6 prefixes written with their length (host bits zero)."""
     if not isinstance(raw, list) or (not raw and not allow_empty):
         raise InventoryError(host, field, "must be a " + ("" if allow_empty else "non-empty ") + "list of prefixes like 192.0.2.0/24", raw)
-    out = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, str) or "/" not in item:
-            raise InventoryError(host, f"{field}[{i}]", "not a prefix with its length, like 192.0.2.0/24 or 2001:db8::/32", item)
-        try:
-            net = ipaddress.ip_network(item, strict=True)
-        except ValueError:
-            raise InventoryError(host, f"{field}[{i}]", "not a prefix (an address and a length, host bits zero)", item) from None
-        out.append(net)
-    return tuple(out)
+    errors = Errors()
+    out = tuple(errors.check(_prefix, host, f"{field}[{i}]", item) for i, item in enumerate(raw))
+    errors.raise_any()
+    return out
+
+
+def _prefix(host: str, field: str, item: Any):
+    if not isinstance(item, str) or "/" not in item:
+        raise InventoryError(host, field, "not a prefix with its length, like 192.0.2.0/24 or 2001:db8::/32", item)
+    try:
+        return ipaddress.ip_network(item, strict=True)
+    except ValueError:
+        raise InventoryError(host, field, "not a prefix (an address and a length, host bits zero)", item) from None
 
 
 PROTOCOLS = ("tcp", "udp")
@@ -445,52 +453,60 @@ def parse_port_forwards(host: str, raw: Any, lans: list[Lan], wans: list[Wan], *
     e.g. the converter's listen port and the MCP port)."""
     if not isinstance(raw, list):
         raise InventoryError(host, field, "must be a list of port forwards", raw)
+    errors = Errors()
+    parsed = [errors.check(_port_forward, host, field, i, item, lans, wans, reserved) for i, item in enumerate(raw)]
+    errors.raise_any()
     wan_names = [w.name for w in wans]
-    out: list[PortForward] = []
-    for i, item in enumerate(raw):
-        where = _named_item(host, field, i, item, FORWARD_KEYS, ("name", "port", "to"), "name, proto, port and to")
-        name = item["name"]
-        proto = item.get("proto", "tcp")
-        if proto not in PROTOCOLS:
-            raise InventoryError(host, f"{where}.proto", f"must be one of {', '.join(PROTOCOLS)}", proto)
-        ports = _port_range(host, f"{where}.port", item["port"])
-        try:
-            if not isinstance(item["to"], str):
-                raise ValueError
-            to = ipaddress.ip_address(item["to"])
-        except ValueError:
-            raise InventoryError(host, f"{where}.to", "not an IPv4 or IPv6 address of a LAN host", item["to"]) from None
-        lan = next((lan for lan in lans for net in lan.prefixes if to in net), None)
-        if lan is None:
-            nets = ", ".join(str(n) for lan_ in lans for n in lan_.prefixes if n.version == to.version) or "none"
-            raise InventoryError(host, f"{where}.to", f"not inside a LAN prefix (the LANs' IPv{to.version} prefixes: {nets})", item["to"])
-        own = [a.ip for lan_ in lans for a in ((lan_.ipv4,) if lan_.ipv4 else ()) + lan_.ipv6]
-        net = next(n for n in lan.prefixes if to in n)
-        if to in own:
-            raise InventoryError(host, f"{where}.to", "is the CPE's own address: a forward goes to a LAN host", item["to"])
-        if to.version == 4 and to in (net.network_address, net.broadcast_address):
-            raise InventoryError(host, f"{where}.to", f"is the network or broadcast address of {net}", item["to"])
-        if "to_port" in item:
-            to_ports = _port_range(host, f"{where}.to_port", item["to_port"])
-            if to_ports[1] - to_ports[0] != ports[1] - ports[0]:
-                raise InventoryError(host, f"{where}.to_port", f"must span as many ports as port ({ports[1] - ports[0] + 1})", item["to_port"])
-            if to.version == 6 and to_ports != ports:
-                raise InventoryError(host, f"{where}.to_port", "IPv6 forwards are not translated: to_port must be port or absent", item["to_port"])
-        else:
-            to_ports = ports
-        fw_wans = item.get("wans", [])
-        if not isinstance(fw_wans, list) or any(w not in wan_names for w in fw_wans) or len(set(fw_wans)) != len(fw_wans):
-            raise InventoryError(host, f"{where}.wans", f"must be a list of this CPE's WAN names, each once ({', '.join(wan_names)}), or empty for all", fw_wans)
-        for (r_proto, r_port), what in (reserved or {}).items():
-            if r_proto == proto and ports[0] <= r_port <= ports[1]:
-                raise InventoryError(host, f"{where}.port", f"includes {proto} port {r_port}, the {what}", item["port"])
-        fw = PortForward(name, proto, ports, to, to_ports, tuple(fw_wans))
-        for j, other in enumerate(out):
-            if other.name == name:
-                raise InventoryError(host, f"{where}.name", f"already used by {field}[{j}]", name)
+    for i, fw in enumerate(parsed):
+        where = f"{field}[{i}] ({fw.name})"
+        for j, other in enumerate(parsed[:i]):
+            if other.name == fw.name:
+                raise InventoryError(host, f"{where}.name", f"already used by {field}[{j}]", fw.name)
             shared = set(fw.wans or wan_names) & set(other.wans or wan_names)
-            if (other.proto == proto and other.to.version == to.version and shared
-                    and other.ports[0] <= ports[1] and ports[0] <= other.ports[1]):
-                raise InventoryError(host, f"{where}.port", f"overlaps {field}[{j}] ({other.name}) on WAN {sorted(shared)[0]}", item["port"])
-        out.append(fw)
-    return out
+            if (other.proto == fw.proto and other.to.version == fw.to.version and shared
+                    and other.ports[0] <= fw.ports[1] and fw.ports[0] <= other.ports[1]):
+                raise InventoryError(host, f"{where}.port", f"overlaps {field}[{j}] ({other.name}) on WAN {sorted(shared)[0]}", raw[i]["port"])
+    return parsed
+
+
+def _port_forward(host: str, field: str, i: int, item: Any, lans: list[Lan], wans: list[Wan],
+                  reserved: dict[tuple[str, int], str] | None) -> PortForward:
+    """One forward's own checks (those against the other forwards are parse_port_forwards')."""
+    wan_names = [w.name for w in wans]
+    where = _named_item(host, field, i, item, FORWARD_KEYS, ("name", "port", "to"), "name, proto, port and to")
+    name = item["name"]
+    proto = item.get("proto", "tcp")
+    if proto not in PROTOCOLS:
+        raise InventoryError(host, f"{where}.proto", f"must be one of {', '.join(PROTOCOLS)}", proto)
+    ports = _port_range(host, f"{where}.port", item["port"])
+    try:
+        if not isinstance(item["to"], str):
+            raise ValueError
+        to = ipaddress.ip_address(item["to"])
+    except ValueError:
+        raise InventoryError(host, f"{where}.to", "not an IPv4 or IPv6 address of a LAN host", item["to"]) from None
+    lan = next((lan for lan in lans for net in lan.prefixes if to in net), None)
+    if lan is None:
+        nets = ", ".join(str(n) for lan_ in lans for n in lan_.prefixes if n.version == to.version) or "none"
+        raise InventoryError(host, f"{where}.to", f"not inside a LAN prefix (the LANs' IPv{to.version} prefixes: {nets})", item["to"])
+    own = [a.ip for lan_ in lans for a in ((lan_.ipv4,) if lan_.ipv4 else ()) + lan_.ipv6]
+    net = next(n for n in lan.prefixes if to in n)
+    if to in own:
+        raise InventoryError(host, f"{where}.to", "is the CPE's own address: a forward goes to a LAN host", item["to"])
+    if to.version == 4 and to in (net.network_address, net.broadcast_address):
+        raise InventoryError(host, f"{where}.to", f"is the network or broadcast address of {net}", item["to"])
+    if "to_port" in item:
+        to_ports = _port_range(host, f"{where}.to_port", item["to_port"])
+        if to_ports[1] - to_ports[0] != ports[1] - ports[0]:
+            raise InventoryError(host, f"{where}.to_port", f"must span as many ports as port ({ports[1] - ports[0] + 1})", item["to_port"])
+        if to.version == 6 and to_ports != ports:
+            raise InventoryError(host, f"{where}.to_port", "IPv6 forwards are not translated: to_port must be port or absent", item["to_port"])
+    else:
+        to_ports = ports
+    fw_wans = item.get("wans", [])
+    if not isinstance(fw_wans, list) or any(w not in wan_names for w in fw_wans) or len(set(fw_wans)) != len(fw_wans):
+        raise InventoryError(host, f"{where}.wans", f"must be a list of this CPE's WAN names, each once ({', '.join(wan_names)}), or empty for all", fw_wans)
+    for (r_proto, r_port), what in (reserved or {}).items():
+        if r_proto == proto and ports[0] <= r_port <= ports[1]:
+            raise InventoryError(host, f"{where}.port", f"includes {proto} port {r_port}, the {what}", item["port"])
+    return PortForward(name, proto, ports, to, to_ports, tuple(fw_wans))

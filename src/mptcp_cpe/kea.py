@@ -12,7 +12,7 @@ import ipaddress
 import re
 from typing import Any
 
-from .checks import InventoryError, integer, is_ifname, only_keys
+from .checks import Errors, InventoryError, integer, is_ifname, only_keys
 from .inventory import option_code
 
 HOOK_NAME = "libdhcp_mptcp.so"
@@ -163,14 +163,17 @@ def render(host: str, family: int, *, subnets_raw: Any, classes_raw: Any, mcps_r
     """The whole kea-dhcp<family> configuration for the operator's server."""
     fam = f"v{family}"
     prefix = f"isp_dhcp_{fam}"
-    code = option_code(host, f"{prefix}_option_code", option_code_raw, family)
-    subs = subnets(host, f"{prefix}_subnets", subnets_raw, family)
-    cls = classes(host, f"{prefix}_classes", classes_raw, family)
-    default = mcp_lists(host, f"{prefix}_mcps", mcps_raw, family) if mcps_raw not in (None, []) else []
-    lifetime = integer(host, "isp_dhcp_lease_lifetime", lease_lifetime, 60, 7 * 86400)
+    # Every variable's own mistakes at once.
+    errors = Errors()
+    code = errors.check(option_code, host, f"{prefix}_option_code", option_code_raw, family)
+    subs = errors.check(subnets, host, f"{prefix}_subnets", subnets_raw, family)
+    cls = errors.check(classes, host, f"{prefix}_classes", classes_raw, family)
+    default = errors.check(mcp_lists, host, f"{prefix}_mcps", mcps_raw, family) if mcps_raw not in (None, []) else []
+    lifetime = errors.check(integer, host, "isp_dhcp_lease_lifetime", lease_lifetime, 60, 7 * 86400)
     listen = [] if listen is None else listen
     if not isinstance(listen, list) or not all(is_ifname(i) for i in listen):
-        raise InventoryError(host, "isp_dhcp_listen", "must be a list of interface names", listen)
+        errors.add(InventoryError(host, "isp_dhcp_listen", "must be a list of interface names", listen))
+    errors.raise_any()
     interfaces = sorted(set(listen) | {s["interface"] for s in subs if "interface" in s})
     if not interfaces:
         raise InventoryError(host, "isp_dhcp_listen", "no interface to serve on: give subnets an interface, or list the relay-facing ones here", listen)

@@ -53,6 +53,7 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_converter_sysctls": f.converter_sysctls,
         "mptcp_cpe_firewall_config": f.firewall_config,
         "mptcp_cpe_firewall_management_path": f.firewall_management_path,
+        "mptcp_cpe_problems": f.problems,
     }
 
 
@@ -427,3 +428,42 @@ def test_wand_config_errors_are_ansible_filter_errors(wans, settings, expected):
     assert info.value.message == expected
     assert info.value.__cause__ is None and info.value.__suppress_context__ is True
 
+
+
+# ---------------------------------------------------------------------------
+# mptcp_cpe_problems: every mistake a check finds, a line each, for a fail task
+# ---------------------------------------------------------------------------
+
+
+def test_problems_lists_every_mistake_a_line_each():
+    lines = f.problems("mptcp_cpe_wans", [{**DSL, "kind": "adsl"}, {**LTE, "weight": 0}], HOST)
+    assert lines == [
+        f"{HOST}: cpe_wans[0] (dsl).kind: must be one of 5g, cable, dsl, ethernet, fibre, lte, satellite (got 'adsl')",
+        f"{HOST}: cpe_wans[1] (lte).weight: must be an integer from 1 to 256 (got 0)",
+    ]
+    # The filter itself fails with the same lines.
+    with pytest.raises(AnsibleFilterError) as exc:
+        f.cpe_wans([{**DSL, "kind": "adsl"}, {**LTE, "weight": 0}], HOST)
+    assert str(exc.value.message).splitlines() == lines
+
+
+def test_problems_none_for_good_data():
+    assert f.problems("mptcp_cpe_wans", [DSL, LTE], HOST) == []
+    assert f.problems("mptcp_cpe_option_code", 224, 4, HOST, "cpe_dhcp_client_v4_option_code") == []
+
+
+def test_problems_runs_only_the_checks():
+    with pytest.raises(AnsibleFilterError, match="not one of the checks"):
+        f.problems("mptcp_cpe_limits", "subflows 2", HOST)
+
+
+def test_problems_name_the_roles_variables():
+    settings = {"lan_interfaces": ["lan0"], "listen_port": 0, "workers": -1}
+    assert f.problems("mptcp_cpe_converter_config", settings, HOST, [{**DSL, "device": "lan0"}]) == [
+        f"{HOST}: cpe_converter_listen_port: must be an integer from 1 to 65535 (got 0)",
+        f"{HOST}: cpe_converter_workers: must be an integer from 0 to 256 (got -1)",
+    ]
+    assert f.problems("mptcp_cpe_mcp_config", {"clients": ["0.0.0.0/0"], "port": 0}, "mcp-1") == [
+        "mcp-1: mcp_converter_clients[0]: a default prefix would make the MCP an open proxy (got '0.0.0.0/0')",
+        "mcp-1: mcp_converter_port: must be an integer from 1 to 65535 (got 0)",
+    ]

@@ -122,3 +122,19 @@ def test_management_path_filter_reads_ip_route_get():
     trusted = plugin.firewall_config(role_settings(trusted_interfaces=["mgmt0"]), HOST)
     on_trusted = json.dumps([{"dst": "192.0.2.7", "dev": "mgmt0"}])
     assert plugin.firewall_management_path("192.0.2.7 50000 10.0.0.1 22", HOST, trusted, on_trusted) is trusted
+
+
+def test_every_mistake_of_the_firewalls_data_at_once():
+    settings = role_settings(management_prefixes=["198.18.200.1/24"], ssh_port=0,
+                             port_forwards=[{"name": "cam", "port": 8443, "to": "198.51.100.7"}])
+    assert plugin.problems("mptcp_cpe_firewall_config", settings, HOST) == [
+        f"{HOST}: cpe_management_prefixes[0]: not a prefix (an address and a length, host bits zero) (got '198.18.200.1/24')",
+        f"{HOST}: cpe_firewall_ssh_port: must be an integer from 1 to 65535 (got 0)",
+    ]
+    # The forward is checked once the port it must not take is known.
+    settings = role_settings(management_prefixes=["198.18.200.1/24"],
+                             port_forwards=[{"name": "cam", "port": 8443, "to": "198.51.100.7"}])
+    assert plugin.problems("mptcp_cpe_firewall_config", settings, HOST) == [
+        f"{HOST}: cpe_management_prefixes[0]: not a prefix (an address and a length, host bits zero) (got '198.18.200.1/24')",
+        f"{HOST}: cpe_port_forwards[0] (cam).to: not inside a LAN prefix (the LANs' IPv4 prefixes: 198.18.1.0/24) (got '198.51.100.7')",
+    ]

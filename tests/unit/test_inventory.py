@@ -9,12 +9,16 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from mptcp_cpe.checks import InventoryErrors
 from mptcp_cpe.inventory import (
     MAX_WANS,
     WAN_KINDS,
     InventoryError,
     StaticAddress,
     Wan,
+    parse_lans,
+    parse_port_forwards,
+    parse_prefixes,
     parse_wan,
     parse_wans,
     Probe,
@@ -335,11 +339,36 @@ def test_error_problem_text(raw, words):
         assert w in info.value.problem
 
 
-def test_first_error_wins_across_wans():
-    # The first bad WAN is reported, not a later one.
-    with pytest.raises(InventoryError) as info:
+def test_every_wans_mistake_at_once():
+    # Each WAN's mistake is reported in one error, in list order, a line each.
+    with pytest.raises(InventoryErrors) as info:
         parse_wans(HOST, [{**DSL, "kind": "adsl"}, {**LTE, "weight": 0}])
+    assert [e.field for e in info.value.errors] == ["cpe_wans[0] (dsl).kind", "cpe_wans[1] (lte).weight"]
+    assert str(info.value).splitlines() == [str(e) for e in info.value.errors]
     assert info.value.field == "cpe_wans[0] (dsl).kind"
+
+
+def test_a_single_mistake_is_raised_as_itself():
+    with pytest.raises(InventoryError) as info:
+        parse_wans(HOST, [DSL, {**LTE, "weight": 0}])
+    assert type(info.value) is InventoryError
+    assert str(info.value) == f"{HOST}: cpe_wans[1] (lte).weight: must be an integer from 1 to 256 (got 0)"
+
+
+def test_every_lans_and_forwards_mistake_at_once():
+    lans = [{"name": "a", "device": "eth0", "ipv4": "198.18.1.0/24"},
+            {"name": "b", "device": "eth1", "ipv4": "198.18.2.1/31"}]
+    with pytest.raises(InventoryErrors) as info:
+        parse_lans(HOST, lans)
+    assert [e.field for e in info.value.errors] == ["cpe_lans[0] (a).ipv4", "cpe_lans[1] (b).ipv4"]
+    good = parse_lans(HOST, [{"name": "a", "device": "eth0", "ipv4": "198.18.1.1/24"}])
+    forwards = [{"name": "x", "port": 0, "to": "198.18.1.10"}, {"name": "y", "port": 80, "to": "198.51.100.1"}]
+    with pytest.raises(InventoryErrors) as info:
+        parse_port_forwards(HOST, forwards, good, parse_wans(HOST, [DSL]))
+    assert [e.field for e in info.value.errors] == ["cpe_port_forwards[0] (x).port", "cpe_port_forwards[1] (y).to"]
+    with pytest.raises(InventoryErrors) as info:
+        parse_prefixes(HOST, "cpe_management_prefixes", ["198.18.200.1/24", "nonsense"])
+    assert [e.field for e in info.value.errors] == ["cpe_management_prefixes[0]", "cpe_management_prefixes[1]"]
 
 
 def test_exactly_max_wans_is_accepted():

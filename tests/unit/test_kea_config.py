@@ -107,3 +107,10 @@ def test_v6_rejects_mapped_loopback_and_a_router():
     with pytest.raises(InventoryError, match=r"unknown keys \['router'\]"):
         render(HOST, 6, subnets_raw=[dict(SUB6[0], router="2001:db8::1")], classes_raw=[], mcps_raw=[],
                option_code_raw=65000, hook_library="/h", lease_file="/l", socket="/s")
+
+
+def test_every_variables_mistake_at_once():
+    with pytest.raises(InventoryError) as exc:
+        kea4(option_code_raw=0, lease_lifetime=1, classes_raw={})
+    assert [e.field for e in exc.value.errors] == ["isp_dhcp_v4_option_code", "isp_dhcp_v4_classes", "isp_dhcp_lease_lifetime"]
+    assert len(str(exc.value).splitlines()) == 3

@@ -115,3 +115,10 @@ def test_property_junk_is_refused_or_accepted(key, value):
         assert str(exc).startswith(f"{HOST}: ")
         return
     assert from_dict(c.as_dict()) == c
+
+
+def test_every_fields_mistake_at_once():
+    with pytest.raises(InventoryError) as exc:
+        from_dict(cfg(policy="random", rule_priority=0, wans=[DSL, {**LTE, "weight": 0}]))
+    assert [e.field for e in exc.value.errors] == ["policy", "rule_priority", "wans[1] (lte).weight"]
+    assert len(str(exc.value).splitlines()) == 3

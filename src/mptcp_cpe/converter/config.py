@@ -9,6 +9,7 @@ from typing import Any
 from ..mcptrust import address_problem
 from ..checks import (
     ConfigError,
+    Errors,
     absolute_path,
     check_keys,
     integer,
@@ -84,47 +85,51 @@ def from_dict(raw: Any, host: str = "localhost") -> ConverterConfig:
     d = ConverterConfig(host=host, lan_interfaces=())
     if "lan_interfaces" not in raw:
         raise ConfigError(host, "lan_interfaces", "missing", show_value=False)
-    bypass_raw = check_keys(host, "bypass", raw.get("bypass", {}), BYPASS_KEYS)
+    # Every field's own mistakes at once, then those between fields.
+    errors = Errors()
+    bypass_raw = errors.check(check_keys, host, "bypass", raw.get("bypass", {}), BYPASS_KEYS, default={})
     cfg = ConverterConfig(
         host=host,
-        lan_interfaces=interfaces(host, "lan_interfaces", raw["lan_interfaces"], minimum=1),
-        mcp_port=integer(host, "mcp_port", raw.get("mcp_port", d.mcp_port), 1, 65535),
-        listen_port=integer(host, "listen_port", raw.get("listen_port", d.listen_port), 1, 65535),
-        mcps=_mcp_lists(host, "mcps", raw.get("mcps", [])),
-        mcp_file=absolute_path(host, "mcp_file", raw.get("mcp_file", str(d.mcp_file))),
-        mcp_prefixes=prefixes(host, "mcp_prefixes", raw.get("mcp_prefixes", [])),
-        lan_prefixes=prefixes(host, "lan_prefixes", raw.get("lan_prefixes", [])),
+        lan_interfaces=errors.check(interfaces, host, "lan_interfaces", raw["lan_interfaces"], minimum=1),
+        mcp_port=errors.check(integer, host, "mcp_port", raw.get("mcp_port", d.mcp_port), 1, 65535),
+        listen_port=errors.check(integer, host, "listen_port", raw.get("listen_port", d.listen_port), 1, 65535),
+        mcps=errors.check(_mcp_lists, host, "mcps", raw.get("mcps", [])),
+        mcp_file=errors.check(absolute_path, host, "mcp_file", raw.get("mcp_file", str(d.mcp_file))),
+        mcp_prefixes=errors.check(prefixes, host, "mcp_prefixes", raw.get("mcp_prefixes", [])),
+        lan_prefixes=errors.check(prefixes, host, "lan_prefixes", raw.get("lan_prefixes", [])),
         bypass=Bypass(
-            destinations=prefixes(host, "bypass.destinations", bypass_raw.get("destinations", [])),
-            ports=ports(host, "bypass.ports", bypass_raw.get("ports", [])),
-            sources=prefixes(host, "bypass.sources", bypass_raw.get("sources", [])),
+            destinations=errors.check(prefixes, host, "bypass.destinations", bypass_raw.get("destinations", [])),
+            ports=errors.check(ports, host, "bypass.ports", bypass_raw.get("ports", [])),
+            sources=errors.check(prefixes, host, "bypass.sources", bypass_raw.get("sources", [])),
         ),
-        connect_timeout_s=number(host, "connect_timeout_s", raw.get("connect_timeout_s", d.connect_timeout_s), 0.1, 60),
-        reply_timeout_s=number(host, "reply_timeout_s", raw.get("reply_timeout_s", d.reply_timeout_s), 0.1, 300),
-        retry_after_s=number(host, "retry_after_s", raw.get("retry_after_s", d.retry_after_s), 1, 3600),
-        replay_limit=integer(host, "replay_limit", raw.get("replay_limit", d.replay_limit), 1024, 16 << 20),
-        workers=integer(host, "workers", raw.get("workers", d.workers), 0, 256),
-        pipe_size=integer(host, "pipe_size", raw.get("pipe_size", d.pipe_size), 4096, 1 << 20),
-        mptcp_rcvbuf=integer(host, "mptcp_rcvbuf", raw.get("mptcp_rcvbuf", d.mptcp_rcvbuf), 0, 1 << 30),
-        drain_timeout_s=number(host, "drain_timeout_s", raw.get("drain_timeout_s", d.drain_timeout_s), 0, 3600),
-        fwmark=integer(host, "fwmark", raw.get("fwmark", d.fwmark), 1, 2**32 - 1),
-        route_table=integer(host, "route_table", raw.get("route_table", d.route_table), 1, 2**32 - 1),
-        rule_priority=integer(host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1, 32765),
-        route_protocol=route_protocol(host, "route_protocol", raw.get("route_protocol", d.route_protocol)),
-        nft_table=nft_name(host, "nft_table", raw.get("nft_table", d.nft_table)),
+        connect_timeout_s=errors.check(number, host, "connect_timeout_s", raw.get("connect_timeout_s", d.connect_timeout_s), 0.1, 60),
+        reply_timeout_s=errors.check(number, host, "reply_timeout_s", raw.get("reply_timeout_s", d.reply_timeout_s), 0.1, 300),
+        retry_after_s=errors.check(number, host, "retry_after_s", raw.get("retry_after_s", d.retry_after_s), 1, 3600),
+        replay_limit=errors.check(integer, host, "replay_limit", raw.get("replay_limit", d.replay_limit), 1024, 16 << 20),
+        workers=errors.check(integer, host, "workers", raw.get("workers", d.workers), 0, 256),
+        pipe_size=errors.check(integer, host, "pipe_size", raw.get("pipe_size", d.pipe_size), 4096, 1 << 20),
+        mptcp_rcvbuf=errors.check(integer, host, "mptcp_rcvbuf", raw.get("mptcp_rcvbuf", d.mptcp_rcvbuf), 0, 1 << 30),
+        drain_timeout_s=errors.check(number, host, "drain_timeout_s", raw.get("drain_timeout_s", d.drain_timeout_s), 0, 3600),
+        fwmark=errors.check(integer, host, "fwmark", raw.get("fwmark", d.fwmark), 1, 2**32 - 1),
+        route_table=errors.check(integer, host, "route_table", raw.get("route_table", d.route_table), 1, 2**32 - 1),
+        rule_priority=errors.check(integer, host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1, 32765),
+        route_protocol=errors.check(route_protocol, host, "route_protocol", raw.get("route_protocol", d.route_protocol)),
+        nft_table=errors.check(nft_name, host, "nft_table", raw.get("nft_table", d.nft_table)),
     )
+    errors.raise_any()
     if cfg.route_table in (253, 254, 255):
-        raise ConfigError(host, "route_table", "is one of the kernel's own tables (253 default, 254 main, 255 local)", cfg.route_table)
+        errors.add(ConfigError(host, "route_table", "is one of the kernel's own tables (253 default, 254 main, 255 local)", cfg.route_table))
     if cfg.listen_port == cfg.mcp_port:
-        raise ConfigError(host, "listen_port", "is the mcp_port: connections to MCPs are never intercepted", cfg.listen_port)
+        errors.add(ConfigError(host, "listen_port", "is the mcp_port: connections to MCPs are never intercepted", cfg.listen_port))
     if cfg.reply_timeout_s < cfg.connect_timeout_s:
-        raise ConfigError(host, "reply_timeout_s", f"shorter than connect_timeout_s ({cfg.connect_timeout_s:g})", cfg.reply_timeout_s)
+        errors.add(ConfigError(host, "reply_timeout_s", f"shorter than connect_timeout_s ({cfg.connect_timeout_s:g})", cfg.reply_timeout_s))
     for i, mcp in enumerate(cfg.mcps):
         for j, address in enumerate(mcp):
             # The CPE's own addresses change at run time: those are left out then, not refused here.
             problem = address_problem(address, cfg.mcp_prefixes, cfg.lan_prefixes)
             if problem is not None:
-                raise ConfigError(host, f"mcps[{i}][{j}]", f"cannot be an MCP: {problem}", address)
+                errors.add(ConfigError(host, f"mcps[{i}][{j}]", f"cannot be an MCP: {problem}", address))
+    errors.raise_any()
     return cfg
 
 

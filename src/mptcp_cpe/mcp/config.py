@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checks import ConfigError, check_keys, integer, number, prefixes
+from ..checks import ConfigError, Errors, check_keys, integer, number, prefixes
 from ..settings import config_host, read_config
 
 TOP_KEYS = frozenset({"host", "listen", "port", "clients", "deny_destinations", "max_connections",
@@ -42,43 +42,53 @@ def from_dict(raw: Any, host: str = "localhost") -> McpConfig:
     d = McpConfig(host=host, clients=())
     if "clients" not in raw:
         raise ConfigError(host, "clients", "missing: an MCP accepts only the client prefixes it is given", show_value=False)
-    clients = prefixes(host, "clients", raw["clients"])
-    if not clients:
-        raise ConfigError(host, "clients", "empty: the MCP would refuse everyone", raw["clients"])
-    for i, p in enumerate(clients):
-        if p.prefixlen == 0:
-            raise ConfigError(host, f"clients[{i}]", "a default prefix would make the MCP an open proxy", str(p))
-    listen = raw.get("listen", d.listen)
+    # Every field's own mistakes at once, then those between fields.
+    errors = Errors()
+    max_subflows = raw.get("max_subflows", d.max_subflows)
+    cfg = McpConfig(
+        host=host,
+        clients=errors.check(_clients, host, raw["clients"]),
+        listen=errors.check(_listen, host, raw.get("listen", d.listen)),
+        port=errors.check(integer, host, "port", raw.get("port", d.port), 1, 65535),
+        deny_destinations=errors.check(prefixes, host, "deny_destinations", raw.get("deny_destinations", [])),
+        max_connections=errors.check(integer, host, "max_connections", raw.get("max_connections", d.max_connections), 1, 10**7),
+        max_connections_per_client=errors.check(integer, host, "max_connections_per_client",
+                                                raw.get("max_connections_per_client", d.max_connections_per_client), 1, 10**7),
+        max_subflows=None if max_subflows is None else errors.check(integer, host, "max_subflows", max_subflows, 0, 8),
+        connect_timeout_s=errors.check(number, host, "connect_timeout_s", raw.get("connect_timeout_s", d.connect_timeout_s), 0.1, 300),
+        handshake_timeout_s=errors.check(number, host, "handshake_timeout_s", raw.get("handshake_timeout_s", d.handshake_timeout_s), 0.1, 300),
+        cookie_syn_rate=errors.check(integer, host, "cookie_syn_rate", raw.get("cookie_syn_rate", d.cookie_syn_rate), 0, 10**7),
+        retry_after_s=errors.check(integer, host, "retry_after_s", raw.get("retry_after_s", d.retry_after_s), 1, 255),
+        workers=errors.check(integer, host, "workers", raw.get("workers", d.workers), 0, 256),
+        pipe_size=errors.check(integer, host, "pipe_size", raw.get("pipe_size", d.pipe_size), 4096, 1 << 20),
+        mptcp_rcvbuf=errors.check(integer, host, "mptcp_rcvbuf", raw.get("mptcp_rcvbuf", d.mptcp_rcvbuf), 0, 1 << 30),
+        drain_timeout_s=errors.check(number, host, "drain_timeout_s", raw.get("drain_timeout_s", d.drain_timeout_s), 0, 3600),
+    )
+    errors.raise_any()
+    if cfg.max_connections_per_client > cfg.max_connections:
+        raise ConfigError(host, "max_connections_per_client", f"above max_connections ({cfg.max_connections})",
+                          cfg.max_connections_per_client)
+    return cfg
+
+
+def _listen(host: str, listen: Any) -> str:
     try:
         if not isinstance(listen, str):
             raise ValueError
         ipaddress.ip_address(listen)
     except ValueError:
         raise ConfigError(host, "listen", "not an IP address", listen) from None
-    max_subflows = raw.get("max_subflows", d.max_subflows)
-    cfg = McpConfig(
-        host=host,
-        clients=clients,
-        listen=listen,
-        port=integer(host, "port", raw.get("port", d.port), 1, 65535),
-        deny_destinations=prefixes(host, "deny_destinations", raw.get("deny_destinations", [])),
-        max_connections=integer(host, "max_connections", raw.get("max_connections", d.max_connections), 1, 10**7),
-        max_connections_per_client=integer(host, "max_connections_per_client",
-                                           raw.get("max_connections_per_client", d.max_connections_per_client), 1, 10**7),
-        max_subflows=None if max_subflows is None else integer(host, "max_subflows", max_subflows, 0, 8),
-        connect_timeout_s=number(host, "connect_timeout_s", raw.get("connect_timeout_s", d.connect_timeout_s), 0.1, 300),
-        handshake_timeout_s=number(host, "handshake_timeout_s", raw.get("handshake_timeout_s", d.handshake_timeout_s), 0.1, 300),
-        cookie_syn_rate=integer(host, "cookie_syn_rate", raw.get("cookie_syn_rate", d.cookie_syn_rate), 0, 10**7),
-        retry_after_s=integer(host, "retry_after_s", raw.get("retry_after_s", d.retry_after_s), 1, 255),
-        workers=integer(host, "workers", raw.get("workers", d.workers), 0, 256),
-        pipe_size=integer(host, "pipe_size", raw.get("pipe_size", d.pipe_size), 4096, 1 << 20),
-        mptcp_rcvbuf=integer(host, "mptcp_rcvbuf", raw.get("mptcp_rcvbuf", d.mptcp_rcvbuf), 0, 1 << 30),
-        drain_timeout_s=number(host, "drain_timeout_s", raw.get("drain_timeout_s", d.drain_timeout_s), 0, 3600),
-    )
-    if cfg.max_connections_per_client > cfg.max_connections:
-        raise ConfigError(host, "max_connections_per_client", f"above max_connections ({cfg.max_connections})",
-                          cfg.max_connections_per_client)
-    return cfg
+    return listen
+
+
+def _clients(host: str, raw: Any) -> tuple:
+    clients = prefixes(host, "clients", raw)
+    if not clients:
+        raise ConfigError(host, "clients", "empty: the MCP would refuse everyone", raw)
+    for i, p in enumerate(clients):
+        if p.prefixlen == 0:
+            raise ConfigError(host, f"clients[{i}]", "a default prefix would make the MCP an open proxy", str(p))
+    return clients
 
 
 def load(path: Path, host: str = "localhost") -> McpConfig:

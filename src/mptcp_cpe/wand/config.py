@@ -25,6 +25,8 @@ from typing import Any
 from ..checks import (
     TABLE_RANGE,
     ConfigError,
+    Errors,
+    absolute_path,
     integer,
     key_names,
     nft_name,
@@ -108,6 +110,12 @@ def _probe_settings(host: str, raw: Any) -> ProbeSettings:
     )
 
 
+def _policy(host: str, value: Any) -> str:
+    if value not in POLICIES:
+        raise ConfigError(host, "policy", f"must be one of {', '.join(POLICIES)}", value)
+    return value
+
+
 def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
     """The checked config. ``host`` names the router in messages when the file does not."""
     if not isinstance(raw, dict):
@@ -118,22 +126,23 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
     if unknown:
         raise ConfigError(host, "(config)", f"unknown keys {key_names(unknown)}; allowed: {sorted(TOP_KEYS)}", show_value=False)
     d = WandConfig(host=host, wans=())
-    policy = raw.get("policy", d.policy)
-    if policy not in POLICIES:
-        raise ConfigError(host, "policy", f"must be one of {', '.join(POLICIES)}", policy)
-    proto = route_protocol(host, "route_protocol", raw.get("route_protocol", d.route_protocol))
-    prio = integer(host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1, MAIN_RULE_PRIORITY - RULE_BAND)
-    table_base = integer(host, "table_base", raw.get("table_base", d.table_base), 1, TABLE_RANGE[1] - MAX_WANS - 1)
-    default_table = parse_table(host, "default_table", raw.get("default_table", d.default_table))
-    id_base = integer(host, "endpoint_id_base", raw.get("endpoint_id_base", d.endpoint_id_base), 1, 255 - ENDPOINT_IDS + 1)
-    nft_table = nft_name(host, "nft_table", raw.get("nft_table", d.nft_table))
-    state_file = raw.get("state_file", str(d.state_file))
-    if not isinstance(state_file, str) or not state_file.startswith("/"):
-        raise ConfigError(host, "state_file", "must be an absolute path", state_file)
-
+    # Every field's own mistakes at once, then those between fields.
+    errors = Errors()
+    policy = errors.check(_policy, host, raw.get("policy", d.policy))
+    proto = errors.check(route_protocol, host, "route_protocol", raw.get("route_protocol", d.route_protocol))
+    prio = errors.check(integer, host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1, MAIN_RULE_PRIORITY - RULE_BAND)
+    table_base = errors.check(integer, host, "table_base", raw.get("table_base", d.table_base), 1, TABLE_RANGE[1] - MAX_WANS - 1)
+    default_table = errors.check(parse_table, host, "default_table", raw.get("default_table", d.default_table))
+    id_base = errors.check(integer, host, "endpoint_id_base", raw.get("endpoint_id_base", d.endpoint_id_base), 1, 255 - ENDPOINT_IDS + 1)
+    nft_table = errors.check(nft_name, host, "nft_table", raw.get("nft_table", d.nft_table))
+    state_file = errors.check(absolute_path, host, "state_file", raw.get("state_file", str(d.state_file)))
+    probe = errors.check(_probe_settings, host, raw.get("probe", {}))
     if "wans" not in raw:
-        raise ConfigError(host, "wans", "missing", show_value=False)
-    wans = parse_wans(host, raw["wans"], field="wans")
+        errors.add(ConfigError(host, "wans", "missing", show_value=False))
+    else:
+        wans = errors.check(parse_wans, host, raw["wans"], field="wans")
+    errors.raise_any()
+
     numbered = number_tables(host, wans, table_base, error=ConfigError)
     seen: dict[int, str] = {}
     for i, wan in enumerate(numbered):
@@ -150,14 +159,14 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
         host=host,
         wans=tuple(numbered),
         policy=policy,
-        probe=_probe_settings(host, raw.get("probe", {})),
+        probe=probe,
         route_protocol=proto,
         rule_priority=prio,
         default_table=default_table,
         table_base=table_base,
         endpoint_id_base=id_base,
         nft_table=nft_table,
-        state_file=Path(state_file),
+        state_file=state_file,
     )
 
 
