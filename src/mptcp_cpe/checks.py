@@ -164,13 +164,30 @@ def prefixes(host: str, field: str, value: Any) -> tuple[ipaddress.IPv4Network |
     return tuple(out)
 
 
-def unicast_address(host: str, field: str, value: Any) -> str:
+def ip_address(host: str, field: str, value: Any, version: int | None = None, *,
+               error: type[InventoryError] = InventoryError) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IP address written as text (of IPv``version`` only, if given)."""
+    name = f"IPv{version}" if version else "IP"
     try:
+        # A string only: ip_address() also takes integers and packed bytes, which no operator means.
         if not isinstance(value, str):
             raise ValueError
         addr = ipaddress.ip_address(value)
     except ValueError:
-        raise ConfigError(host, field, "not an IP address", value) from None
+        raise error(host, field, f"not an {name} address", value) from None
+    if version is not None and addr.version != version:
+        raise error(host, field, f"not an {name} address", value)
+    return addr
+
+
+def address(host: str, field: str, value: Any) -> str:
+    """An IP address (any, the unspecified too: a listen address) as text."""
+    ip_address(host, field, value, error=ConfigError)
+    return value
+
+
+def unicast_address(host: str, field: str, value: Any) -> str:
+    addr = ip_address(host, field, value, error=ConfigError)
     if addr.is_multicast or addr.is_loopback or addr.is_unspecified or (addr.version == 4 and addr == ipaddress.IPv4Address("255.255.255.255")):
         raise ConfigError(host, field, "must be a unicast address (not multicast, loopback or unspecified)", value)
     return str(addr)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import RESERVED_TABLES, Errors, InventoryError, boolean, integer, is_ifname, only_keys, parse_table
+from .checks import RESERVED_TABLES, Errors, InventoryError, boolean, integer, ip_address, is_ifname, only_keys, parse_table
 
 # The in-kernel MPTCP path manager accepts at most 8 endpoints and 8 subflows
 # (MPTCP_PM_ADDR_MAX); more WANs than that could never all carry a subflow.
@@ -112,15 +112,7 @@ def _static(host: str, field: str, value: dict, version: int) -> StaticAddress:
         raise InventoryError(host, f"{field}.address", f"is the network or broadcast address of {net}", raw)
     if iface.ip.is_multicast or iface.ip.is_loopback or iface.ip.is_unspecified:
         raise InventoryError(host, f"{field}.address", "is not a unicast address", raw)
-    try:
-        # A string only: ip_address() also takes integers and packed bytes, which no operator means.
-        if not isinstance(value["gateway"], str):
-            raise ValueError
-        gateway = ipaddress.ip_address(value["gateway"])
-    except ValueError:
-        raise InventoryError(host, f"{field}.gateway", f"not an IPv{version} address", value["gateway"]) from None
-    if gateway.version != version:
-        raise InventoryError(host, f"{field}.gateway", f"not an IPv{version} address", value["gateway"])
+    gateway = ip_address(host, f"{field}.gateway", value["gateway"], version)
     # IPv6 gateways are often link-local (fe80::1 from the RA): those are reachable on any prefix.
     if not (version == 6 and gateway.is_link_local) and gateway not in net:
         raise InventoryError(host, f"{field}.gateway", f"outside the WAN's prefix {net}", value["gateway"])

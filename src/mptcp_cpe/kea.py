@@ -12,7 +12,7 @@ import ipaddress
 import re
 from typing import Any
 
-from .checks import Errors, InventoryError, integer, is_ifname, only_keys
+from .checks import Errors, InventoryError, integer, ip_address, is_ifname, only_keys
 from .inventory import option_code
 
 HOOK_NAME = "libdhcp_mptcp.so"
@@ -20,18 +20,6 @@ CLASS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FQDN = re.compile(r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\.?")
 SUBNET_KEYS = {"id", "subnet", "interface", "pool", "router", "mcps"}
 CLASS_KEYS = {"name", "test", "mcps"}
-
-
-def _address(host: str, field: str, value: Any, family: int):
-    if not isinstance(value, str):
-        raise InventoryError(host, field, f"not an IPv{family} address", value)
-    try:
-        addr = ipaddress.ip_address(value)
-    except ValueError:
-        raise InventoryError(host, field, f"not an IPv{family} address", value) from None
-    if addr.version != family:
-        raise InventoryError(host, field, f"not an IPv{family} address", value)
-    return addr
 
 
 def mcp_lists(host: str, field: str, raw: Any, family: int) -> list[list[str]]:
@@ -50,7 +38,7 @@ def mcp_lists(host: str, field: str, raw: Any, family: int) -> list[list[str]]:
             raise InventoryError(host, where, "at most 63 addresses in one DHCPv4 MCP list", len(mcp))
         addrs = []
         for j, a in enumerate(mcp):
-            addr = _address(host, f"{where}[{j}]", a, family)
+            addr = ip_address(host, f"{where}[{j}]", a, family)
             # v6: an IPv4-mapped address names an IPv4 MCP; check the address it maps.
             check = addr.ipv4_mapped if family == 6 and addr.ipv4_mapped else addr
             if check.is_multicast or check.is_loopback or check.is_unspecified:
@@ -72,7 +60,7 @@ def _is_ip(s: str) -> bool:
 def _pool(host: str, field: str, value: Any, net) -> str:
     if not isinstance(value, str) or value.count("-") != 1:
         raise InventoryError(host, field, f"must be 'FIRST - LAST' inside {net}", value)
-    first, last = (_address(host, field, p.strip(), net.version) for p in value.split("-"))
+    first, last = (ip_address(host, field, p.strip(), net.version) for p in value.split("-"))
     if first not in net or last not in net:
         raise InventoryError(host, field, f"must lie inside the subnet {net}", value)
     if first > last:
@@ -120,7 +108,7 @@ def subnets(host: str, field: str, raw: Any, family: int) -> list[dict]:
         if "interface" in s:
             entry["interface"] = s["interface"]
         if family == 4 and "router" in s:
-            router = _address(host, f"{where}.router", s["router"], 4)
+            router = ip_address(host, f"{where}.router", s["router"], 4)
             if router not in net:
                 raise InventoryError(host, f"{where}.router", f"outside the subnet {net}", s["router"])
             entry["router"] = str(router)

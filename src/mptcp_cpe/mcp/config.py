@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checks import ConfigError, Errors, check_keys, integer, number, prefixes
+from ..checks import ConfigError, Errors, address, check_keys, integer, number, prefixes
 from ..settings import config_host, read_config
 
 TOP_KEYS = frozenset({"host", "listen", "port", "clients", "deny_destinations", "max_connections",
@@ -48,7 +48,7 @@ def from_dict(raw: Any, host: str = "localhost") -> McpConfig:
     cfg = McpConfig(
         host=host,
         clients=errors.check(_clients, host, raw["clients"]),
-        listen=errors.check(_listen, host, raw.get("listen", d.listen)),
+        listen=errors.check(address, host, "listen", raw.get("listen", d.listen)),
         port=errors.check(integer, host, "port", raw.get("port", d.port), 1, 65535),
         deny_destinations=errors.check(prefixes, host, "deny_destinations", raw.get("deny_destinations", [])),
         max_connections=errors.check(integer, host, "max_connections", raw.get("max_connections", d.max_connections), 1, 10**7),
@@ -69,16 +69,6 @@ def from_dict(raw: Any, host: str = "localhost") -> McpConfig:
         raise ConfigError(host, "max_connections_per_client", f"above max_connections ({cfg.max_connections})",
                           cfg.max_connections_per_client)
     return cfg
-
-
-def _listen(host: str, listen: Any) -> str:
-    try:
-        if not isinstance(listen, str):
-            raise ValueError
-        ipaddress.ip_address(listen)
-    except ValueError:
-        raise ConfigError(host, "listen", "not an IP address", listen) from None
-    return listen
 
 
 def _clients(host: str, raw: Any) -> tuple:
