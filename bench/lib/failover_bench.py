@@ -6,6 +6,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "netns"))  # netlab, shared with the tests
 from netlab import LabError, Procs, namespaces, run_bench, sh, veth, wait_for, watchdog  # noqa: E402
 
+from mptcp_cpe.state import StateFileError, read_wan_state  # noqa: E402
+
 NS_CPE, NS_ISP1, NS_ISP2, NS_SRV = "b-fo-cpe", "b-fo-isp1", "b-fo-isp2", "b-fo-srv"
 NAMESPACES = (NS_CPE, NS_ISP1, NS_ISP2, NS_SRV)
 SERVER, PORT = "203.0.113.10", 5201
@@ -211,10 +213,10 @@ def start_wand(procs, tmp, log):
         if p.poll() is not None:
             sys.exit("bench/failover: wand exited: " + "\n".join(l for _, l in log[-20:]))
         try:
-            state = json.loads((tmp / "wan.json").read_text())
-            return all(w["healthy"] and w["endpoints"] for w in state["wans"].values())
-        except (OSError, ValueError, KeyError):
+            state = read_wan_state(tmp / "wan.json")
+        except StateFileError:
             return False
+        return state is not None and all(w.healthy and w.endpoints for w in state.wans)
 
     try:
         wait_for("wand to bring both WANs up", both_up, timeout=10, every=0.05)

@@ -26,11 +26,9 @@ from pathlib import Path
 from . import options
 from .checks import is_ifname
 from .settings import setup_logging
-from .state import MCP_STATE, StateFileError, locked, read_json, write_json_atomic
+from .state import EMPTY_MCP_STATE, MCP_STATE, StateFileError, learned_mcps, locked, read_json, with_learned, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-STATE_VERSION = 1
 
 BIND, WITHDRAW, IGNORE = "bind", "withdraw", "ignore"
 
@@ -98,18 +96,10 @@ def apply_event(state: dict, *, client: str, interface: str, event: str, family:
     action = EVENTS[client][event]
     if action == IGNORE:
         return state
-    wans = dict(state.get("wans", {}))
-    entry = dict(wans.get(interface, {}))
     if action == BIND and mcps:
-        entry[family] = {"mcps": mcps, "client": client, "event": event, "learned": now}
-    else:
-        # A lease without the option, or one that ended: this WAN offers no MCP for this family.
-        entry.pop(family, None)
-    if entry:
-        wans[interface] = entry
-    else:
-        wans.pop(interface, None)
-    return {"version": STATE_VERSION, "wans": wans}
+        return with_learned(state, interface, family, {"mcps": mcps, "client": client, "event": event, "learned": now})
+    # A lease without the option, or one that ended: this WAN offers no MCP for this family.
+    return with_learned(state, interface, family, None)
 
 
 def family_of(client: str, event: str) -> str:
@@ -136,12 +126,12 @@ def run(client: str, interface: str, event: str, values: list[str], state_file: 
             return 0
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with locked(state_file):
-        state = read_json(state_file, {"version": STATE_VERSION, "wans": {}})
+        state = read_json(state_file, EMPTY_MCP_STATE)
         new = apply_event(state, client=client, interface=interface, event=event,
                           family=family, mcps=mcps, now=now)
         if new != state:
             write_json_atomic(state_file, new)
-    have = new.get("wans", {}).get(interface, {}).get(family, {}).get("mcps", [])
+    have = next((lists for device, fam, lists in learned_mcps(new) if (device, fam) == (interface, family)), [])
     log.info("%s %s %s: %d MCP(s) for %s", client, interface, event, len(have), family)
     return 0
 

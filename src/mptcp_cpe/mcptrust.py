@@ -16,6 +16,8 @@ import ipaddress
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
+from .state import learned_mcps
+
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -86,15 +88,8 @@ def state_verdicts(state: object, mcp_prefixes: Sequence[Prefix] = (), lan_prefi
     """The addresses of mcp.json refused, per WAN device and family, for ``status``:
     ``{"wan1": {"v4": [{"address": ..., "reason": ...}]}}``; WANs with none are left out."""
     out: dict[str, dict[str, list[dict[str, str]]]] = {}
-    wans = state.get("wans", {}) if isinstance(state, dict) else {}
-    for device in sorted(wans):
-        for fam in ("v4", "v6"):
-            entry = wans[device].get(fam) if isinstance(wans[device], dict) else None
-            lists = entry.get("mcps", []) if isinstance(entry, dict) else []
-            if not isinstance(lists, list):
-                continue
-            _, refused = mcp_verdicts(([str(a) for a in m] for m in lists if isinstance(m, list)),
-                                      mcp_prefixes, lan_prefixes, own)
-            if refused:
-                out.setdefault(device, {})[fam] = [{"address": r.address, "reason": r.reason} for r in refused]
+    for device, fam, lists in learned_mcps(state):
+        _, refused = mcp_verdicts(lists, mcp_prefixes, lan_prefixes, own)
+        if refused:
+            out.setdefault(device, {})[fam] = [{"address": r.address, "reason": r.reason} for r in refused]
     return out

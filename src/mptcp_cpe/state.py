@@ -1,7 +1,7 @@
 """The state files under /run/mptcp-cpe and their one owner: their paths (``mcp.json``,
 written by the DHCP hooks, read by the converter and ``status``; ``wan.json``, written by
-wand, read by ``status``), what mcp.json's layout says (`dhcp_mcps`), and the one way they
-are read and written.
+wand, read by ``status`` and by the next wand), their layouts (mcp.json's MCP lists,
+`learned_mcps`; wan.json as `WanState`), and the one way they are read and written.
 
 Writers hold an exclusive lock on ``<file>.lock`` for the whole read-modify-write (two WAN
 DHCP clients may renew at the same moment), and replace the file atomically (write a
@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +70,134 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+# ---------------------------------------------------------------- mcp.json
+
+MCP_STATE_VERSION = 1
+FAMILIES = ("v4", "v6")
+
+
+def learned_mcps(state: Any) -> Iterator[tuple[str, str, list[list[str]]]]:
+    """mcp.json's MCP lists as (WAN device, family, lists): devices in name order, v4 before
+    v6; whatever does not have the layout (a family without a list of lists) is left out."""
+    wans = state.get("wans", {}) if isinstance(state, dict) else {}
+    for device in sorted(wans):
+        for fam in FAMILIES:
+            entry = wans[device].get(fam) if isinstance(wans[device], dict) else None
+            lists = entry.get("mcps", []) if isinstance(entry, dict) else None
+            if isinstance(lists, list):
+                yield device, fam, [[str(a) for a in m] for m in lists if isinstance(m, list)]
+
+
+EMPTY_MCP_STATE = {"version": MCP_STATE_VERSION, "wans": {}}
+
+
+def with_learned(state: Any, device: str, family: str, entry: dict | None) -> dict:
+    """mcp.json with what WAN ``device`` learned for ``family`` (``{"mcps": [...], "client",
+    "event", "learned"}``) put in, or taken out (None); a WAN left with nothing goes."""
+    wans = dict(state.get("wans", {})) if isinstance(state, dict) else {}
+    learned = dict(wans.get(device, {}))
+    if entry is None:
+        learned.pop(family, None)
+    else:
+        learned[family] = entry
+    if learned:
+        wans[device] = learned
+    else:
+        wans.pop(device, None)
+    return {"version": MCP_STATE_VERSION, "wans": wans}
+
+
 def dhcp_mcps(state: Any) -> tuple[tuple[str, ...], ...]:
     """The MCP lists of mcp.json, WANs in name order, IPv4-learned first, without repeats."""
     out: list[tuple[str, ...]] = []
-    wans = state.get("wans", {}) if isinstance(state, dict) else {}
-    for name in sorted(wans):
-        for fam in ("v4", "v6"):
-            entry = wans[name].get(fam) if isinstance(wans[name], dict) else None
-            for mcp in (entry or {}).get("mcps", []) if isinstance(entry, dict) else []:
-                t = tuple(str(a) for a in mcp)
-                if t and t not in out:
-                    out.append(t)
+    for _, _, lists in learned_mcps(state):
+        for mcp in lists:
+            t = tuple(mcp)
+            if t and t not in out:
+                out.append(t)
     return tuple(out)
+
+
+# ---------------------------------------------------------------- wan.json
+
+WAN_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WanRecord:
+    """One WAN in wan.json: wand's view of it when it last wrote the file."""
+
+    name: str
+    device: str | None = None
+    kind: str | None = None
+    table: int | None = None
+    backup: bool = False
+    weight: int | None = None
+    addresses: tuple[str, ...] = ()
+    gateway: dict[str, str | None] = field(default_factory=dict)  # ipv4/ipv6 -> address or None
+    healthy: bool = False
+    state: str | None = None  # up, down, no-address, ...
+    since: str | None = None  # ISO time of the last change of state
+    last_probe_rtt_ms: float | None = None
+    in_default_route: bool = False
+    endpoints: tuple[int, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"device": self.device, "kind": self.kind, "table": self.table, "backup": self.backup,
+                "weight": self.weight, "addresses": list(self.addresses), "gateway": dict(self.gateway),
+                "healthy": self.healthy, "state": self.state, "since": self.since,
+                "last_probe_rtt_ms": self.last_probe_rtt_ms, "in_default_route": self.in_default_route,
+                "endpoints": list(self.endpoints)}
+
+    @classmethod
+    def from_json(cls, name: str, raw: Any) -> WanRecord:
+        raw = raw if isinstance(raw, dict) else {}
+        return cls(name=name, device=raw.get("device"), kind=raw.get("kind"), table=raw.get("table"),
+                   backup=bool(raw.get("backup")), weight=raw.get("weight"),
+                   addresses=tuple(raw.get("addresses") or ()), gateway=dict(raw.get("gateway") or {}),
+                   healthy=bool(raw.get("healthy")), state=raw.get("state"), since=raw.get("since"),
+                   last_probe_rtt_ms=raw.get("last_probe_rtt_ms"), in_default_route=bool(raw.get("in_default_route")),
+                   endpoints=tuple(raw.get("endpoints") or ()))
+
+
+@dataclass(frozen=True)
+class WanState:
+    """wan.json: the host, wand's policy and build, when it was written, and the WANs in the
+    order of wand's config."""
+
+    host: str | None = None
+    policy: str | None = None
+    build: str | None = None
+    updated: str | None = None
+    wans: tuple[WanRecord, ...] = ()
+
+    def wan(self, name: str) -> WanRecord | None:
+        return next((w for w in self.wans if w.name == name), None)
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"version": WAN_STATE_VERSION, "host": self.host, "policy": self.policy, "build": self.build,
+               "wans": {w.name: w.as_json() for w in self.wans}}
+        if self.updated is not None:
+            out["updated"] = self.updated
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Any) -> WanState:
+        raw = raw if isinstance(raw, dict) else {}
+        wans = raw.get("wans") if isinstance(raw.get("wans"), dict) else {}
+        return cls(host=raw.get("host"), policy=raw.get("policy"), build=raw.get("build"), updated=raw.get("updated"),
+                   wans=tuple(WanRecord.from_json(name, w) for name, w in wans.items()))
+
+    def stamped(self, updated: str | None) -> WanState:
+        return replace(self, updated=updated)
+
+
+def read_wan_state(path: Path = WAN_STATE) -> WanState | None:
+    """wan.json as wand last wrote it, or None when there is none."""
+    raw = read_json(path, None)
+    return None if raw is None else WanState.from_json(raw)
+
+
+def write_wan_state(state: WanState, path: Path = WAN_STATE) -> None:
+    write_json_atomic(path, state.as_json())
 

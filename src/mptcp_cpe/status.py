@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .state import MCP_STATE, WAN_STATE, StateFileError, read_json
+from .state import FAMILIES, MCP_STATE, WAN_STATE, StateFileError, WanState, learned_mcps, read_json
 
 CONVERTER_CONFIG = Path("/etc/mptcp-cpe/converter.json")
 
@@ -42,27 +42,26 @@ def mcp_refusals(mcp_state: dict | None, converter_config: Path) -> tuple[dict, 
 
 
 def status_text(wan_state: dict, mcp_state: dict | None = None, refused: dict | None = None) -> str:
-    lines = [f"{wan_state.get('host', '?')}: policy {wan_state.get('policy', '?')}, updated {wan_state.get('updated', '?')}"
-             + (f", wand build {wan_state['build']}" if wan_state.get("build") else "")]
+    """wan.json and mcp.json (their JSON) for people, with the MCPs the converter refuses."""
+    wan = WanState.from_json(wan_state)
+    lines = [f"{wan.host or '?'}: policy {wan.policy or '?'}, updated {wan.updated or '?'}"
+             + (f", wand build {wan.build}" if wan.build else "")]
     header = f"{'WAN':<12} {'DEVICE':<10} {'STATE':<10} {'SINCE':<26} {'RTT ms':>7} {'TABLE':>6}  ADDRESSES / GATEWAYS"
     lines.append(header)
-    for name, w in sorted(wan_state.get("wans", {}).items()):
-        rtt = "-" if w.get("last_probe_rtt_ms") is None else f"{w['last_probe_rtt_ms']:.1f}"
-        flags = []
-        if w.get("backup"):
-            flags.append("backup")
-        if w.get("in_default_route"):
-            flags.append("default")
-        gws = ", ".join(g for g in (w.get("gateway") or {}).values() if g) or "-"
-        addrs = ", ".join(w.get("addresses", [])) or "-"
-        lines.append(f"{name:<12} {w.get('device', '?'):<10} {w.get('state', '?'):<10} {w.get('since') or '-':<26} "
-                     f"{rtt:>7} {w.get('table', '-'):>6}  {addrs} via {gws}" + (f" [{', '.join(flags)}]" if flags else ""))
+    learned = {(device, fam): lists for device, fam, lists in learned_mcps(mcp_state)}
+    for w in sorted(wan.wans, key=lambda w: w.name):
+        rtt = "-" if w.last_probe_rtt_ms is None else f"{w.last_probe_rtt_ms:.1f}"
+        flags = [flag for flag, on in (("backup", w.backup), ("default", w.in_default_route)) if on]
+        gws = ", ".join(g for g in w.gateway.values() if g) or "-"
+        addrs = ", ".join(w.addresses) or "-"
+        table = "-" if w.table is None else w.table
+        lines.append(f"{w.name:<12} {w.device or '?':<10} {w.state or '?':<10} {w.since or '-':<26} "
+                     f"{rtt:>7} {table:>6}  {addrs} via {gws}" + (f" [{', '.join(flags)}]" if flags else ""))
         if mcp_state:
-            mcps = mcp_state.get("wans", {}).get(w.get("device"), {})
-            for fam in ("v4", "v6"):
-                if fam in mcps:
-                    lines.append(f"{'':<12} MCPs {fam}: " + "; ".join(",".join(m) for m in mcps[fam]["mcps"]))
-                for r in ((refused or {}).get(w.get("device"), {})).get(fam, []):
+            for fam in FAMILIES:
+                if (w.device, fam) in learned:
+                    lines.append(f"{'':<12} MCPs {fam}: " + "; ".join(",".join(m) for m in learned[(w.device, fam)]))
+                for r in ((refused or {}).get(w.device, {})).get(fam, []):
                     lines.append(f"{'':<12} MCPs {fam}: {r['address']} not used by the converter: {r['reason']}")
     return "\n".join(lines)
 

@@ -81,12 +81,13 @@ def test_status_text_lists_wans_and_mcps():
 
 
 def test_status_line_for_systemd_counts_healthy_wans_and_names_the_default_route():
+    from mptcp_cpe.state import WanState
     from mptcp_cpe.wand.daemon import status_line
 
     state = {"wans": {"dsl": {"healthy": True, "state": "up", "in_default_route": True},
                       "lte": {"healthy": False, "state": "no-address", "in_default_route": False},
                       "fibre": {"healthy": False, "state": "down", "in_default_route": False}}}
-    assert status_line(state) == "1 of 3 WANs up: dsl up, lte no-address, fibre down; default route: dsl"
+    assert status_line(WanState.from_json(state)) == "1 of 3 WANs up: dsl up, lte no-address, fibre down; default route: dsl"
 
 
 STATUS_WAN = {"host": "cpe", "policy": "balance", "updated": "t", "wans": {

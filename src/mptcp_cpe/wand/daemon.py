@@ -20,8 +20,8 @@ with the WANs' verdicts whenever one changes, STOPPING=1 before the teardown.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import json
 import logging
 import os
 import queue
@@ -46,7 +46,7 @@ from pyroute2.netlink.rtnl import (
 from ..build import build_id
 from ..inventory import InventoryError
 from ..sdnotify import sd_notify
-from ..state import StateFileError, read_json, write_json_atomic
+from ..state import StateFileError, WanRecord, WanState, read_wan_state, write_wan_state
 from . import config as wand_config
 from .config import WandConfig
 from .kernel import Kernel
@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 RESYNC_S = 30.0  # a full reconcile at least this often, events or not
 COALESCE_S = 0.05  # events arriving together are handled in one reconcile
 RTT_WRITE_S = 10.0  # wan.json is rewritten for RTTs alone at most this often
-STATE_VERSION = 1
 UPGRADE_CHECK_S = 30.0  # the new code's config check before a live upgrade, at most
 UPGRADED_FROM = "MPTCP_CPE_WAND_UPGRADED_FROM"  # set across the re-exec: the build before it
 GROUPS = (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE
@@ -78,14 +77,13 @@ def _parse_iso(text: object) -> float | None:
         return None
 
 
-def status_line(state: dict) -> str:
+def status_line(state: WanState) -> str:
     """One line for ``systemctl status``: how many WANs are up, each WAN's state, and which
     carry the default route, e.g. ``1 of 2 WANs up: dsl up, lte down; default route: dsl``."""
-    wans = state.get("wans", {})
-    up = [n for n, w in wans.items() if w.get("healthy")]
-    each = ", ".join(f"{n} {w.get('state', '?')}" for n, w in wans.items())
-    default = [n for n, w in wans.items() if w.get("in_default_route")]
-    return f"{len(up)} of {len(wans)} WANs up: {each}; default route: {', '.join(default) or 'none'}"
+    up = [w.name for w in state.wans if w.healthy]
+    each = ", ".join(f"{w.name} {w.state or '?'}" for w in state.wans)
+    default = [w.name for w in state.wans if w.in_default_route]
+    return f"{len(up)} of {len(state.wans)} WANs up: {each}; default route: {', '.join(default) or 'none'}"
 
 
 class NetlinkWatcher(threading.Thread):
@@ -146,7 +144,7 @@ class Wand:
         self.workers: dict[str, ProbeWorker] = {}
         self.applied_nft: str | None = None
         self.extra_tables: set[int] = set()
-        self.last_state: dict | None = None
+        self.last_state: WanState | None = None
         self.last_write = 0.0
         self.failures = 0
         self.status: str | None = None  # the last STATUS= told to systemd; None before READY=1
@@ -176,22 +174,22 @@ class Wand:
         its probes say otherwise; either keeps the ``since`` that file gave it."""
         have = self.kernel.owned(self.cfg).endpoints
         try:
-            previous = read_json(self.cfg.state_file, {}).get("wans", {})
-        except (StateFileError, AttributeError):
-            previous = {}
+            previous = read_wan_state(self.cfg.state_file) or WanState()
+        except StateFileError:
+            previous = WanState()
         for i, wan in enumerate(self.cfg.wans):
             h = self.health[wan.name]
             ids = {self.cfg.endpoint_id_base + 2 * i, self.cfg.endpoint_id_base + 2 * i + 1}
-            old = previous.get(wan.name) if isinstance(previous.get(wan.name), dict) else {}
+            old = previous.wan(wan.name) or WanRecord(wan.name)
             if any(have.get(ep_id) and have[ep_id].device == wan.device for ep_id in ids):
                 h.healthy, h.state = True, "up"
                 log.info("WAN %s: endpoint left by the previous run, starting as up", wan.name)
-            elif old.get("state") == "down" and old.get("device") == wan.device:
+            elif old.state == "down" and old.device == wan.device:
                 h.state = "down"
             else:
                 continue
-            if old.get("state") == h.state and old.get("device") == wan.device:
-                h.since = _parse_iso(old.get("since")) or h.since
+            if old.state == h.state and old.device == wan.device:
+                h.since = _parse_iso(old.since) or h.since
 
     def reload(self) -> None:
         if self.config_path is None:
@@ -334,28 +332,28 @@ class Wand:
         return added_address
 
     def write_state(self, links, want) -> None:
-        wans = {}
+        wans = []
         endpoints = self.kernel.owned(self.cfg).endpoints
         for wan in self.cfg.wans:
             h = self.health[wan.name]
             link = links.get(wan.device)
-            wans[wan.name] = {
-                "device": wan.device,
-                "kind": wan.kind,
-                "table": wan.table,
-                "backup": wan.backup,
-                "weight": wan.weight,
-                "addresses": [a for f in FAMILIES for a in addresses(wan, link, f)],
-                "gateway": {FAMILY_KEY[f]: gateway(wan, link, f) for f in FAMILIES},
-                "healthy": h.healthy,
-                "state": h.state,
-                "since": _iso(h.since),
-                "last_probe_rtt_ms": None if h.rtt_ms is None else round(h.rtt_ms, 3),
-                "in_default_route": any(wan.name in names for names in want.default_route.values()),
-                "endpoints": sorted(e.id for e in endpoints.values() if e.device == wan.device),
-            }
-        state = {"version": STATE_VERSION, "host": self.cfg.host, "policy": self.cfg.policy, "build": self.build,
-                 "wans": wans}
+            wans.append(WanRecord(
+                name=wan.name,
+                device=wan.device,
+                kind=wan.kind,
+                table=wan.table,
+                backup=wan.backup,
+                weight=wan.weight,
+                addresses=tuple(a for f in FAMILIES for a in addresses(wan, link, f)),
+                gateway={FAMILY_KEY[f]: gateway(wan, link, f) for f in FAMILIES},
+                healthy=h.healthy,
+                state=h.state,
+                since=_iso(h.since),
+                last_probe_rtt_ms=None if h.rtt_ms is None else round(h.rtt_ms, 3),
+                in_default_route=any(wan.name in names for names in want.default_route.values()),
+                endpoints=tuple(sorted(e.id for e in endpoints.values() if e.device == wan.device)),
+            ))
+        state = WanState(host=self.cfg.host, policy=self.cfg.policy, build=self.build, wans=tuple(wans))
         if state != self.last_state:
             self._write(state)
         status = status_line(state)
@@ -367,17 +365,20 @@ class Wand:
         are not woken every probe interval for a number nobody acts on."""
         if now - self.last_write < RTT_WRITE_S:
             return
-        state = json.loads(json.dumps(self.last_state))
-        for name, w in state["wans"].items():
-            h = self.health.get(name)
-            if h is not None:
-                w["last_probe_rtt_ms"] = None if h.rtt_ms is None else round(h.rtt_ms, 3)
+        def rtt(w: WanRecord) -> float | None:
+            h = self.health.get(w.name)
+            if h is None:
+                return w.last_probe_rtt_ms
+            return None if h.rtt_ms is None else round(h.rtt_ms, 3)
+
+        state = dataclasses.replace(self.last_state, wans=tuple(
+            dataclasses.replace(w, last_probe_rtt_ms=rtt(w)) for w in self.last_state.wans))
         if state != self.last_state:
             self._write(state)
 
-    def _write(self, state: dict) -> None:
+    def _write(self, state: WanState) -> None:
         try:
-            write_json_atomic(self.cfg.state_file, {**state, "updated": _iso(time.time())})
+            write_wan_state(state.stamped(_iso(time.time())), self.cfg.state_file)
             self.last_state, self.last_write = state, time.time()
         except OSError as exc:
             log.error("cannot write %s: %s", self.cfg.state_file, exc)
@@ -401,7 +402,7 @@ class Wand:
                  ", ".join(f"{w.name}={w.device}" for w in self.cfg.wans), self.cfg.policy, self.build)
         self.inherit_health()
         self.reconcile()
-        self.status = status_line(self.last_state or {})
+        self.status = status_line(self.last_state or WanState())
         sd_notify(f"READY=1\nSTATUS={self.status}")
         log.info("ready: %s", self.status)
         while not stop.is_set():
