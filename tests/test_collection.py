@@ -24,7 +24,7 @@ def installed(tmp_path_factory):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [tarball] = (tmp / "dist").glob("mptcp_cpe-cpe-*.tar.gz")
     collections = tmp / "collections"
-    proc = run("ansible-galaxy", "collection", "install", "--offline", "-p", collections, tarball)
+    proc = run("ansible-galaxy", "collection", "install", "--offline", "--force", "-p", collections, tarball)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = collections / "ansible_collections" / "mptcp_cpe" / "cpe"
     scratch = tmp / "scratch"
