@@ -1,5 +1,7 @@
-"""The CPE side of the MCP option with real clients: busybox udhcpc and ISC dhclient run
-the hooks of hooks/dhcp-client against a real kea-dhcp4, and mcp.json follows the lease.
+"""The CPE side of the MCP option: the hooks of hooks/dhcp-client and mcp.json following
+the lease. busybox udhcpc and ISC dhclient run them against a real kea-dhcp4 (root, network
+namespaces); the odhcp6c hook is driven as OpenWrt's dhcpv6.script sources it (no root:
+odhcp6c itself is not packaged for Debian).
 
 Kea sends the option here from plain option-data (only to clients that ask for it), so
 these tests need nothing of the Kea hook; tests/netns/test_kea_hook.py covers that.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import jinja2
@@ -17,8 +20,16 @@ from netlab import link_pair, needs_root, procs, sh, start_kea4, wait_for  # noq
 
 from helpers import TOP, VENV_BIN
 
-pytestmark = [pytest.mark.root, needs_root,
-              pytest.mark.skipif(not shutil.which("kea-dhcp4"), reason="kea-dhcp4 is not installed")]
+# The tests with real clients and Kea; the odhcp6c ones at the end need neither.
+REAL_CLIENTS = (pytest.mark.root, needs_root,
+                pytest.mark.skipif(not shutil.which("kea-dhcp4"), reason="kea-dhcp4 is not installed"))
+
+
+def real_clients(test):
+    for mark in REAL_CLIENTS:
+        test = mark(test)
+    return test
+
 
 CODE = 224
 METRIC = 101  # b0's default route metric (cpe_dhcp_client_route_metric_base 100, first WAN)
@@ -129,6 +140,7 @@ def b0_address(ns: str) -> str | None:
     return None
 
 
+@real_clients
 def test_udhcpc_bound_then_release(tmp_path, procs):
     script = udhcpc_setup(tmp_path)
     with link_pair("t-chu", ["192.0.2.1/24"], []) as (srv, cli):
@@ -148,6 +160,7 @@ def test_udhcpc_bound_then_release(tmp_path, procs):
         assert "DHCPRELEASE" in procs.log("kea4") or "DHCP4_RELEASE" in procs.log("kea4")
 
 
+@real_clients
 def test_udhcpc_without_the_request_gets_no_mcps(tmp_path, procs):
     script = udhcpc_setup(tmp_path)
     with link_pair("t-chn", ["192.0.2.1/24"], []) as (srv, cli):
@@ -157,6 +170,7 @@ def test_udhcpc_without_the_request_gets_no_mcps(tmp_path, procs):
         assert read_state(tmp_path).get("wans", {}) == {}
 
 
+@real_clients
 def test_udhcpc_malformed_option_is_ignored_and_the_lease_still_works(tmp_path, procs):
     script = udhcpc_setup(tmp_path)
     with link_pair("t-chm", ["192.0.2.1/24"], []) as (srv, cli):
@@ -179,6 +193,7 @@ def other_wan(ns: str) -> None:
     sh("ip", "-4", "route", "add", "default", "via", "198.51.100.1", "dev", "x0", ns=ns)
 
 
+@real_clients
 def test_udhcpc_second_wan_gets_its_default_route(tmp_path, procs):
     # The system script's metric-0 route is refused (the other WAN has that metric); the
     # WAN's own metric gets it in, and the other WAN's route stays as it was.
@@ -194,6 +209,7 @@ def test_udhcpc_second_wan_gets_its_default_route(tmp_path, procs):
         assert others == ["default", "via", "198.51.100.1"]
 
 
+@real_clients
 def test_dhclient_second_wan_gets_its_default_route_and_a_given_metric_wins(tmp_path, procs):
     script, conf = dhclient_setup(tmp_path)
     with link_pair("t-chy", ["192.0.2.1/24"], []) as (srv, cli):
@@ -208,6 +224,7 @@ def test_dhclient_second_wan_gets_its_default_route_and_a_given_metric_wins(tmp_
         sh(*dhclient(tmp_path, script, conf, "-x"), ns=cli, check=False, timeout=30)
 
 
+@real_clients
 def test_dhclient_bound_then_release(tmp_path, procs):
     script, conf = dhclient_setup(tmp_path)
     with link_pair("t-chd", ["192.0.2.1/24"], []) as (srv, cli):
@@ -231,6 +248,7 @@ def test_dhclient_bound_then_release(tmp_path, procs):
         wait_for("the release to remove b0's address", lambda: b0_address(cli) is None, timeout=10)
 
 
+@real_clients
 def test_dhclient_without_the_request_gets_no_mcps(tmp_path, procs):
     script, conf = dhclient_setup(tmp_path, request=False)
     with link_pair("t-chx", ["192.0.2.1/24"], []) as (srv, cli):
@@ -240,3 +258,41 @@ def test_dhclient_without_the_request_gets_no_mcps(tmp_path, procs):
         assert b0_address(cli)
         assert read_state(tmp_path).get("wans", {}) == {}
         sh(*dhclient(tmp_path, script, conf, "-x"), ns=cli, check=False, timeout=30)
+
+
+# ---------------------------------------------------------------------------
+# odhcp6c: the hook as OpenWrt's dhcpv6.script sources it (`. hook "$@"`, $1 the device,
+# $2 the state, OPTION_<code> one option instance as hex)
+# ---------------------------------------------------------------------------
+
+INSTANCE = "20010db8000002000000000000000001"  # 2001:db8:0:200::1
+
+
+def run_odhcp6c_hook(tmp_path, device, state, option=None):
+    hook = render("odhcp6c-hook.j2", tmp_path / "odhcp6c-hook", wan_devices=["wan1", "wan2"], v6_option_code=65000,
+                  hook_timeout=10, mptcp_cpe_bin=hook_command(tmp_path))
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
+    if option is not None:
+        env["OPTION_65000"] = option
+    # What OpenWrt's dhcpv6.script does for each file of /etc/odhcp6c.user.d/.
+    proc = subprocess.run(["sh", "-c", f'. {hook} "$@"', "dhcpv6.script", device, state],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    state_file = tmp_path / "mcp.json"
+    return json.loads(state_file.read_text()) if state_file.exists() else None
+
+
+def test_odhcp6c_bound_records_then_unbound_withdraws(tmp_path):
+    state = run_odhcp6c_hook(tmp_path, "wan1", "bound", INSTANCE)
+    assert state["wans"]["wan1"]["v6"] == {**state["wans"]["wan1"]["v6"], "mcps": [["2001:db8:0:200::1"]],
+                                           "client": "odhcp6c", "event": "bound"}
+    assert run_odhcp6c_hook(tmp_path, "wan1", "unbound") == {"version": 1, "wans": {}}
+
+
+def test_odhcp6c_a_device_that_is_no_wan_is_left_alone(tmp_path):
+    assert run_odhcp6c_hook(tmp_path, "br-lan", "bound", INSTANCE) is None
+
+
+def test_odhcp6c_malformed_instance_keeps_what_the_wan_had(tmp_path):
+    run_odhcp6c_hook(tmp_path, "wan2", "bound", INSTANCE)
+    assert run_odhcp6c_hook(tmp_path, "wan2", "updated", "20010db8")["wans"]["wan2"]["v6"]["mcps"] == [["2001:db8:0:200::1"]]
