@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from netlab import Procs, needs_root, sh, wait_for
+from netlab import Procs, add_namespaces, delete_namespaces, needs_root, sh, veth, wait_for
 
 from mptcp_cpe import rfc8803
 from mptcp_cpe.relay import PIPE_POOL
@@ -44,14 +44,9 @@ CUT_WAN1 = """table inet tcv_cut {
 
 
 def topology() -> None:
-    for ns in NS.values():
-        sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "netns", "add", ns)
-        sh("ip", "link", "set", "lo", "up", ns=ns)
+    add_namespaces(*NS.values())
     for dev, a, b in (("lan0", "lan", "cpe"), ("wan1", "cpe", "isp"), ("wan2", "cpe", "isp"), ("srv0", "isp", "srv")):
-        sh("ip", "link", "add", dev, "netns", NS[a], "type", "veth", "peer", "name", dev, "netns", NS[b])
-        sh("ip", "link", "set", dev, "up", ns=NS[a])
-        sh("ip", "link", "set", dev, "up", ns=NS[b])
+        veth(NS[a], dev, NS[b], dev)
     script = {
         "lan": ["addr add 192.0.2.10/24 dev lan0", "route add default via 192.0.2.1",
                 "addr add 2001:db8:1::10/64 dev lan0 nodad", "-6 route add default via 2001:db8:1::1"],
@@ -91,8 +86,7 @@ def lab(tmp_path_factory):
         yield procs
     finally:
         procs.close()
-        for ns in NS.values():
-            sh("ip", "netns", "del", ns, check=False)
+        delete_namespaces(*NS.values())
 
 
 class Daemons:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from netlab import Procs, needs_root, sh, start_kea4, wait_for
+from netlab import Procs, add_addresses, namespaces, needs_root, sh, start_kea4, veth, wait_for
 
 pytestmark = [pytest.mark.root, needs_root]
 
@@ -141,22 +141,13 @@ table inet tfw_count {
 
 @contextlib.contextmanager
 def topology() -> Iterator[None]:
-    names = (ISP, CPE, LAN)
-    for ns in names:
-        sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "netns", "add", ns)
-        sh("ip", "link", "set", "lo", "up", ns=ns)
-    try:
+    with namespaces(ISP, CPE, LAN):
         for wan, isp_dev, isp4, isp6, cpe4, cpe6, table in (
                 ("wan1", "isp1", "192.0.2.1/24", "2001:db8:0:1::1/64", f"{WAN1_4}/24", f"{WAN1_6}/64", "101"),
                 ("wan2", "isp2", "198.51.100.1/24", "2001:db8:0:2::1/64", f"{WAN2_4}/24", "2001:db8:0:2::10/64", "102")):
-            sh("ip", "link", "add", wan, "netns", CPE, "type", "veth", "peer", "name", isp_dev, "netns", ISP)
-            sh("ip", "addr", "add", isp4, "dev", isp_dev, ns=ISP)
-            sh("ip", "addr", "add", isp6, "dev", isp_dev, "nodad", ns=ISP)
-            sh("ip", "link", "set", isp_dev, "up", ns=ISP)
-            sh("ip", "addr", "add", cpe4, "dev", wan, ns=CPE)
-            sh("ip", "addr", "add", cpe6, "dev", wan, "nodad", ns=CPE)
-            sh("ip", "link", "set", wan, "up", ns=CPE)
+            veth(CPE, wan, ISP, isp_dev)
+            add_addresses(ISP, isp_dev, [isp4, isp6])
+            add_addresses(CPE, wan, [cpe4, cpe6])
             # A table per WAN with its default route via the isp side, as wand makes them.
             gw4, gw6 = isp4.split("/")[0], isp6.split("/")[0]
             sh("ip", "route", "add", "default", "via", gw4, "dev", wan, "table", table, ns=CPE)
@@ -165,17 +156,13 @@ def topology() -> Iterator[None]:
         # Main's default route points at wan1, whatever a forward on wan2 needs.
         sh("ip", "route", "add", "default", "via", "192.0.2.1", "dev", "wan1", ns=CPE)
         sh("ip", "-6", "route", "add", "default", "via", "2001:db8:0:1::1", "dev", "wan1", ns=CPE)
-        sh("ip", "link", "add", "lan0", "netns", CPE, "type", "veth", "peer", "name", "host0", "netns", LAN)
-        sh("ip", "addr", "add", "198.18.1.1/24", "dev", "lan0", ns=CPE)
-        sh("ip", "addr", "add", "2001:db8:0:100::1/64", "dev", "lan0", "nodad", ns=CPE)
-        sh("ip", "link", "set", "lan0", "up", ns=CPE)
+        veth(CPE, "lan0", LAN, "host0")
+        add_addresses(CPE, "lan0", ["198.18.1.1/24", "2001:db8:0:100::1/64"])
         # Forwarding on; loose reverse-path filtering on the WANs, as cpe_base sets it (a
         # forward's first packet arrives by wan2 from a source main routes by wan1).
         sh("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=2",
            "net.ipv4.conf.wan1.rp_filter=2", "net.ipv4.conf.wan2.rp_filter=2", ns=CPE)
-        sh("ip", "addr", "add", f"{LAN_HOST4}/24", "dev", "host0", ns=LAN)
-        sh("ip", "addr", "add", f"{LAN_HOST6}/64", "dev", "host0", "nodad", ns=LAN)
-        sh("ip", "link", "set", "host0", "up", ns=LAN)
+        add_addresses(LAN, "host0", [f"{LAN_HOST4}/24", f"{LAN_HOST6}/64"])
         sh("ip", "route", "add", "default", "via", "198.18.1.1", ns=LAN)
         sh("ip", "-6", "route", "add", "default", "via", "2001:db8:0:100::1", ns=LAN)
         # The isp: the management and outsider addresses, and routes to the LAN through the
@@ -186,9 +173,6 @@ def topology() -> Iterator[None]:
         sh("ip", "-6", "route", "add", "2001:db8:0:100::/64", "via", WAN1_6, ns=ISP)
         sh("nft", "-f", "-", ns=ISP, input=ISP_COUNTERS)
         yield
-    finally:
-        for ns in names:
-            sh("ip", "netns", "del", ns, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from netlab import link_pair, needs_root, procs, sh, start_kea4, wait_for  # noqa: F401 - procs is a fixture
+from netlab import add_addresses, link_pair, namespaces, needs_root, procs, sh, start_kea4, veth, wait_for  # noqa: F401 - procs is a fixture
 
 from helpers import TOP, VENV_BIN
 from mptcp_cpe import options
@@ -138,21 +138,11 @@ def option_parts(frame: bytes, code: int) -> list[bytes]:
 def star(name: str, server_addrs: list[str]):
     """Namespace <name>-s with a0, a1, ... each joined by a veth to b0 in <name>-c0, -c1, ..."""
     server, clients = f"{name}-s", [f"{name}-c{i}" for i in range(len(server_addrs))]
-    for ns in (server, *clients):
-        sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "netns", "add", ns)
-    try:
-        sh("ip", "link", "set", "lo", "up", ns=server)
+    with namespaces(server, *clients):
         for i, (client, addr) in enumerate(zip(clients, server_addrs)):
-            sh("ip", "link", "add", f"a{i}", "netns", server, "type", "veth", "peer", "name", "b0", "netns", client)
-            sh("ip", "link", "set", f"a{i}", "up", ns=server)
-            sh("ip", "addr", "add", addr, "dev", f"a{i}", ns=server)
-            sh("ip", "link", "set", "lo", "up", ns=client)
-            sh("ip", "link", "set", "b0", "up", ns=client)
+            veth(server, f"a{i}", client, "b0")
+            add_addresses(server, f"a{i}", [addr])
         yield server, clients
-    finally:
-        for ns in (server, *clients):
-            sh("ip", "netns", "del", ns, check=False)
 
 
 @contextlib.contextmanager

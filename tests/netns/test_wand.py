@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab import Procs, needs_root, procs, sh, wait_for  # noqa: F401 - procs is a fixture
+from netlab import Procs, add_addresses, namespaces, needs_root, procs, sh, veth, wait_for  # noqa: F401 - procs is a fixture
 
 pytestmark = [pytest.mark.root, needs_root]
 
@@ -31,23 +31,12 @@ PROTO = "201"
 
 @contextlib.contextmanager
 def topology() -> Iterator[None]:
-    names = (CPE, ISP1, ISP2)
-    for ns in names:
-        sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "netns", "add", ns)
-        sh("ip", "link", "set", "lo", "up", ns=ns)
-    try:
+    with namespaces(CPE, ISP1, ISP2):
         for dev, isp, addr4, addr6 in (("wan1", ISP1, "192.0.2.1/24", "2001:db8:0:1::1/64"),
                                        ("wan2", ISP2, "198.51.100.1/24", "2001:db8:0:2::1/64")):
-            sh("ip", "link", "add", dev, "netns", CPE, "type", "veth", "peer", "name", "isp0", "netns", isp)
-            sh("ip", "addr", "add", addr4, "dev", "isp0", ns=isp)
-            sh("ip", "addr", "add", addr6, "dev", "isp0", "nodad", ns=isp)
-            sh("ip", "link", "set", "isp0", "up", ns=isp)
-            sh("ip", "link", "set", dev, "up", ns=CPE)
+            veth(CPE, dev, isp, "isp0")
+            add_addresses(isp, "isp0", [addr4, addr6])
         yield
-    finally:
-        for ns in names:
-            sh("ip", "netns", "del", ns, check=False)
 
 
 @pytest.fixture
