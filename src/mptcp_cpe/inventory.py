@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,6 +194,20 @@ def _named_item(host: str, field: str, index: int, raw: Any, keys: frozenset, re
     return where
 
 
+def _each_item(host: str, field: str, raw: Any, parse: Callable[[str, int, Any, str], Any], kind: str,
+               maximum: int, why: str = "") -> list:
+    """A non-empty list of at most ``maximum`` items (WANs, LANs), each checked by ``parse``:
+    every item's own mistakes at once, as the checks across items need them well formed."""
+    if not isinstance(raw, list) or not raw:
+        raise InventoryError(host, field, f"must be a non-empty list of {kind}", raw)
+    if len(raw) > maximum:
+        raise InventoryError(host, field, f"at most {maximum} {kind}{why}", len(raw))
+    errors = Errors()
+    items = [errors.check(parse, host, i, item, field) for i, item in enumerate(raw)]
+    errors.raise_any()
+    return items
+
+
 def _unique(host: str, field: str, items: list, attrs: tuple[str, ...]) -> None:
     """No two items share a value of any of ``attrs`` (None is no value)."""
     for attr in attrs:
@@ -247,14 +262,7 @@ def number_tables(host: str, wans: list[Wan], table_base: int, field: str = "wan
 def parse_wans(host: str, raw: Any, field: str = "cpe_wans") -> list[Wan]:
     """Check a CPE's WAN list (the inventory's ``cpe_wans``) and return it normalised.
     ``field`` is the list's name in messages (a daemon's config calls it ``wans``)."""
-    if not isinstance(raw, list) or not raw:
-        raise InventoryError(host, field, "must be a non-empty list of WANs", raw)
-    if len(raw) > MAX_WANS:
-        raise InventoryError(host, field, f"at most {MAX_WANS} WANs (the kernel's MPTCP endpoint limit)", len(raw))
-    # Every WAN's own mistakes at once; the checks across WANs need them all well formed.
-    errors = Errors()
-    wans = [errors.check(parse_wan, host, i, w, field) for i, w in enumerate(raw)]
-    errors.raise_any()
+    wans = _each_item(host, field, raw, parse_wan, "WANs", MAX_WANS, " (the kernel's MPTCP endpoint limit)")
     _unique(host, field, wans, ("name", "device", "table"))
     if all(w.backup for w in wans):
         raise InventoryError(host, field, "every WAN is a backup: at least one must carry traffic normally", [w.name for w in wans])
@@ -346,13 +354,7 @@ def parse_lan(host: str, index: int, raw: Any, field: str = "cpe_lans") -> Lan:
 def parse_lans(host: str, raw: Any, wans: list[Wan] | None = None, field: str = "cpe_lans") -> list[Lan]:
     """Check a CPE's LAN list (``cpe_lans``): names and devices unique, no device a WAN's,
     no two prefixes overlapping, none overlapping a WAN's static prefix."""
-    if not isinstance(raw, list) or not raw:
-        raise InventoryError(host, field, "must be a non-empty list of LANs", raw)
-    if len(raw) > MAX_LANS:
-        raise InventoryError(host, field, f"at most {MAX_LANS} LANs", len(raw))
-    errors = Errors()
-    lans = [errors.check(parse_lan, host, i, lan, field) for i, lan in enumerate(raw)]
-    errors.raise_any()
+    lans = _each_item(host, field, raw, parse_lan, "LANs", MAX_LANS)
     _unique(host, field, lans, ("name", "device"))
     wan_nets = {}
     for wan in wans or ():
