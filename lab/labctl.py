@@ -33,6 +33,7 @@ TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP / "src"))
 
 from mptcp_cpe.checks import InventoryError, is_ifname  # noqa: E402
+from mptcp_cpe.state import MCP_STATE, learned_mcps  # noqa: E402
 
 DEFAULT_PREFIX = "mptcp-lab"
 DEFAULT_INVENTORY = TOP / "inventories" / "lab"
@@ -379,12 +380,18 @@ def summary(inventory: Path, prefix: str) -> int:
         print(f"    WANs: {', '.join(fact['wan_devices'])} (rp_filter=2); "
               f"MPTCP limits: subflows {limits['subflows']}, add_addr_accepted {limits['add_addr_accepted']}")
         print("    sysctls: " + ", ".join(f"{k}={v}" for k, v in sorted(fact["sysctls"].items())))
-        mcp = run("docker", "exec", name, "cat", "/run/mptcp-cpe/mcp.json", check=False)
-        wans = json.loads(mcp.stdout).get("wans", {}) if mcp.returncode == 0 else {}
-        learned = [f"{wan} " + " ".join("[" + ", ".join(m) + "]" for fam in ("v4", "v6") for m in info.get(fam, {}).get("mcps", []))
-                   for wan, info in sorted(wans.items())]
-        print("    MCPs by DHCP: " + ("; ".join(learned) if learned else "none yet"))
+        mcp = run("docker", "exec", name, "cat", str(MCP_STATE), check=False)
+        print("    MCPs by DHCP: " + mcp_summary(json.loads(mcp.stdout) if mcp.returncode == 0 else {}))
     return 0
+
+
+def mcp_summary(mcp_state: Any) -> str:
+    """The MCP lists of a CPE's mcp.json, per WAN: ``wan1 [a]; wan2 [a] [b, c]``."""
+    by_wan: dict[str, list[list[str]]] = {}
+    for device, _, lists in learned_mcps(mcp_state):
+        by_wan.setdefault(device, []).extend(lists)
+    learned = [f"{wan} " + " ".join("[" + ", ".join(m) + "]" for m in lists) for wan, lists in by_wan.items()]
+    return "; ".join(learned) if learned else "none yet"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,3 +71,19 @@ def test_with_learned_puts_in_and_takes_out():
     assert EMPTY_MCP_STATE == {"version": 1, "wans": {}}  # not changed in place
     assert with_learned(one, "wan1", "v4", None) == EMPTY_MCP_STATE
     assert with_learned(one, "wan2", "v6", None) == one
+
+
+def test_the_labs_summary_reads_mcp_json_through_the_state_module():
+    import importlib.util
+    import sys
+
+    from helpers import TOP
+
+    spec = importlib.util.spec_from_file_location("labctl_for_state", TOP / "lab" / "labctl.py")
+    labctl = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = labctl  # its dataclasses look their module up there
+    spec.loader.exec_module(labctl)
+    state = {"version": 1, "wans": {"wan2": {"v4": {"mcps": [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]}},
+                                    "wan1": {"v4": {"mcps": [["203.0.113.1"]]}, "v6": {"mcps": [["2001:db8::1"]]}}}}
+    assert labctl.mcp_summary(state) == "wan1 [203.0.113.1] [2001:db8::1]; wan2 [203.0.113.1] [203.0.113.2, 203.0.113.3]"
+    assert labctl.mcp_summary({}) == "none yet"
