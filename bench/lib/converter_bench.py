@@ -390,15 +390,8 @@ def topology():
     for dev, (a, b) in LINKS.items():
         veth(a, dev, b, dev)
     script = {
-        NS_LAN: ["addr add 192.0.2.10/24 dev lan0", "route add default via 192.0.2.1",
-                 "addr add 2001:db8:1::10/64 dev lan0 nodad", "-6 route add default via 2001:db8:1::1"],
-        NS_CPE: ["addr add 192.0.2.1/24 dev lan0", "addr add 2001:db8:1::1/64 dev lan0 nodad",
-                 "addr add 198.51.100.2/24 dev wan1", "addr add 203.0.113.2/24 dev wan2",
-                 "addr add 2001:db8:a::2/64 dev wan1 nodad", "route add default via 198.51.100.1",
-                 "-6 route add default via 2001:db8:a::1",
-                 "route add default via 198.51.100.1 table 101", "rule add from 198.51.100.2 table 101 prio 100",
-                 "route add default via 203.0.113.1 table 102", "rule add from 203.0.113.2 table 102 prio 101",
-                 "mptcp limits set subflows 2 add_addr_accepted 2", "mptcp endpoint add 203.0.113.2 dev wan2 subflow"],
+        NS_LAN: netlab.CONVERTER_LAN,
+        NS_CPE: netlab.CONVERTER_CPE,
         NS_ISP: [f"addr add {MCP}/32 dev lo", "addr add 198.18.1.254/24 dev srv0", *FAR_END["wan1"], *FAR_END["wan2"]],
         NS_SRV: FAR_END["srv0"],
     }

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .state import FAMILIES, MCP_STATE, WAN_STATE, StateFileError, WanState, learned_mcps, read_json
+from .state import FAMILIES, MCP_STATE, WAN_STATE, StateFileError, WanState, learned_mcps, read_json, read_wan_state
 
 CONVERTER_CONFIG = Path("/etc/mptcp-cpe/converter.json")
 
@@ -67,6 +67,16 @@ def status_text(wan_state: dict, mcp_state: dict | None = None, refused: dict | 
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.build:
+        # Which build the running wand is (cpe_multiwan compares it with --build-id): nothing
+        # when wand has written no wan.json yet.
+        try:
+            running = read_wan_state(args.state_file)
+        except StateFileError as exc:
+            print(f"mptcp-cpe status: {exc}", file=sys.stderr)
+            return 1
+        print((running.build if running else None) or "")
+        return 0
     try:
         wan_state = read_json(args.state_file, None)
         mcp_state = read_json(args.mcp_file, None)
@@ -89,6 +99,8 @@ def main(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="the WANs (wan.json) and the MCPs learned (mcp.json), for people")
     p.add_argument("--json", action="store_true", help="print both files as one JSON object")
+    p.add_argument("--build", action="store_true",
+                   help="print only the build of the running wand (from wan.json; nothing before wand wrote one)")
     p.add_argument("--state-file", type=Path, default=WAN_STATE)
     p.add_argument("--mcp-file", type=Path, default=MCP_STATE)
     p.add_argument("--converter-config", type=Path, default=CONVERTER_CONFIG,

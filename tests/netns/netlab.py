@@ -122,6 +122,20 @@ def link_pair(prefix: str, a_addr: list[str], b_addr: list[str]) -> Iterator[tup
 
 # --- processes
 
+
+# The converter's topology (tests/netns/test_converter.py, bench/converter): a LAN host, and a
+# CPE with one routing table per WAN and an MPTCP subflow endpoint on wan2 (what wand would
+# make), as ip(8) argument lines for each namespace.
+CONVERTER_LAN = ["addr add 192.0.2.10/24 dev lan0", "route add default via 192.0.2.1",
+                 "addr add 2001:db8:1::10/64 dev lan0 nodad", "-6 route add default via 2001:db8:1::1"]
+CONVERTER_CPE = ["addr add 192.0.2.1/24 dev lan0", "addr add 2001:db8:1::1/64 dev lan0 nodad",
+                 "addr add 198.51.100.2/24 dev wan1", "addr add 203.0.113.2/24 dev wan2",
+                 "addr add 2001:db8:a::2/64 dev wan1 nodad", "route add default via 198.51.100.1",
+                 "-6 route add default via 2001:db8:a::1",
+                 "route add default via 198.51.100.1 table 101", "rule add from 198.51.100.2 table 101 prio 100",
+                 "route add default via 203.0.113.1 table 102", "rule add from 203.0.113.2 table 102 prio 101",
+                 "mptcp limits set subflows 2 add_addr_accepted 2", "mptcp endpoint add 203.0.113.2 dev wan2 subflow"]
+
 LOG = "log"  # Procs.start's stdout/stderr: the process's own log file, <logdir>/<name>.log
 
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from netlab import Procs, add_namespaces, delete_namespaces, needs_root, sh, veth, wait_for
+from netlab import CONVERTER_CPE, CONVERTER_LAN, Procs, add_namespaces, delete_namespaces, needs_root, sh, veth, wait_for
 
 from mptcp_cpe import rfc8803
 from mptcp_cpe.relay import PIPE_POOL
@@ -48,15 +48,8 @@ def topology() -> None:
     for dev, a, b in (("lan0", "lan", "cpe"), ("wan1", "cpe", "isp"), ("wan2", "cpe", "isp"), ("srv0", "isp", "srv")):
         veth(NS[a], dev, NS[b], dev)
     script = {
-        "lan": ["addr add 192.0.2.10/24 dev lan0", "route add default via 192.0.2.1",
-                "addr add 2001:db8:1::10/64 dev lan0 nodad", "-6 route add default via 2001:db8:1::1"],
-        "cpe": ["addr add 192.0.2.1/24 dev lan0", "addr add 2001:db8:1::1/64 dev lan0 nodad",
-                "addr add 198.51.100.2/24 dev wan1", "addr add 203.0.113.2/24 dev wan2",
-                "addr add 2001:db8:a::2/64 dev wan1 nodad", "route add default via 198.51.100.1",
-                "-6 route add default via 2001:db8:a::1",
-                "route add default via 198.51.100.1 table 101", "rule add from 198.51.100.2 table 101 prio 100",
-                "route add default via 203.0.113.1 table 102", "rule add from 203.0.113.2 table 102 prio 101",
-                "mptcp limits set subflows 2 add_addr_accepted 2", "mptcp endpoint add 203.0.113.2 dev wan2 subflow"],
+        "lan": CONVERTER_LAN,
+        "cpe": CONVERTER_CPE,
         "isp": ["addr add 198.51.100.1/24 dev wan1", "addr add 203.0.113.1/24 dev wan2",
                 "addr add 2001:db8:a::1/64 dev wan1 nodad", f"addr add {MCP_ADDR}/32 dev lo",
                 "addr add 198.18.1.254/24 dev srv0", "addr add 2001:db8:5::254/64 dev srv0 nodad",

@@ -151,3 +151,20 @@ def test_status_with_a_bad_converter_config_says_so_and_shows_the_rest(tmp_path,
     assert rc == 0 and "MCPs v4: 198.51.100.1; 192.0.2.66" in out
     assert err.startswith("mptcp-cpe status: localhost: mcp_prefixes[0]: not a prefix (host bits must be zero) "
                           "(got '198.51.100.1/24')")
+
+
+def test_status_build_prints_the_running_wands_build_or_nothing(tmp_path, capsys):
+    import json
+
+    from mptcp_cpe import cli
+
+    state = tmp_path / "wan.json"
+    # Before wand wrote wan.json: nothing, and no failure (cpe_multiwan then does not upgrade).
+    assert cli.main(["status", "--build", "--state-file", str(state)]) == 0
+    assert capsys.readouterr().out == "\n"
+    state.write_text(json.dumps({**STATUS_WAN, "build": "0123abcd"}))
+    assert cli.main(["status", "--build", "--state-file", str(state)]) == 0
+    assert capsys.readouterr().out == "0123abcd\n"
+    state.write_text("{not json")
+    assert cli.main(["status", "--build", "--state-file", str(state)]) == 1
+    assert str(state) in capsys.readouterr().err
