@@ -75,12 +75,13 @@ def option_code(value, family, host, field):
 
 
 def kea_config(host, family, subnets, classes, mcps, code, hook_library, lease_file, socket,
-               lease_lifetime=3600, listen=None):
-    """The operator's kea-dhcp4/kea-dhcp6 configuration, from the inventory (checked)."""
+               lease_lifetime=3600, listen=None, run_script_library=None, pd_route_script=None):
+    """The operator's kea-dhcp4/kea-dhcp6 configuration, from the inventory (checked); with
+    run_script_library and pd_route_script, DHCPv6 routes the prefixes it delegates."""
     return _checked(lambda: kea.render(
         host, int(family), subnets_raw=subnets, classes_raw=classes, mcps_raw=mcps, option_code_raw=code,
         hook_library=hook_library, lease_file=lease_file, socket=socket, lease_lifetime=lease_lifetime,
-        listen=listen))
+        listen=listen, run_script_library=run_script_library, pd_route_script=pd_route_script))
 
 
 def wand_config_for(wans, host, **settings):

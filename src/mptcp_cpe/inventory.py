@@ -21,7 +21,10 @@ from .checks import RESERVED_TABLES, Errors, InventoryError, boolean, integer, i
 MAX_WANS = 8
 
 WAN_KINDS = frozenset({"dsl", "fibre", "cable", "ethernet", "lte", "5g", "satellite"})
-WAN_KEYS = frozenset({"name", "device", "kind", "ipv4", "ipv6", "weight", "backup", "table", "nat", "probes"})
+WAN_KEYS = frozenset({"name", "device", "kind", "ipv4", "ipv6", "pd_length", "weight", "backup", "table", "nat", "probes"})
+# The delegated prefix a DHCPv6 WAN asks for (IA_PD): /48 to /64, /56 unless the inventory says.
+PD_LENGTH_RANGE = (48, 64)
+DEFAULT_PD_LENGTH = 56
 WAN_NAME = re.compile(r"[a-z][a-z0-9_-]{0,14}")
 WEIGHT_RANGE = (1, 256)  # nexthop weights in a multipath route
 PROBE_KINDS = ("icmp", "tcp")
@@ -71,6 +74,7 @@ class Wan:
     table: int | None = None  # the WAN's routing table; None: the consumer numbers it
     nat: bool = True  # masquerade IPv4 leaving by this WAN
     probes: tuple[Probe, ...] = DEFAULT_PROBES
+    pd_length: int | None = None  # the delegated prefix length asked for (ipv6 dhcp only)
 
     def as_dict(self) -> dict[str, Any]:
         def addr(a):
@@ -89,6 +93,8 @@ class Wan:
         }
         if self.table is not None:
             d["table"] = self.table
+        if self.pd_length is not None:
+            d["pd_length"] = self.pd_length
         return d
 
 
@@ -229,6 +235,14 @@ def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
         raise InventoryError(host, f"{where}.kind", f"must be one of {', '.join(sorted(WAN_KINDS))}", raw["kind"])
     ipv4 = _addressing(host, f"{where}.ipv4", raw.get("ipv4", "dhcp"), 4)
     ipv6 = _addressing(host, f"{where}.ipv6", raw.get("ipv6", "none"), 6)
+    pd_length = None
+    if "pd_length" in raw:
+        if ipv6 != "dhcp":
+            raise InventoryError(host, f"{where}.pd_length", "only a WAN with ipv6: dhcp asks for a delegated prefix",
+                                 raw["pd_length"])
+        pd_length = integer(host, f"{where}.pd_length", raw["pd_length"], *PD_LENGTH_RANGE)
+    elif ipv6 == "dhcp":
+        pd_length = DEFAULT_PD_LENGTH
     return Wan(
         name=name,
         device=raw["device"],
@@ -241,6 +255,7 @@ def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
         nat=boolean(host, f"{where}.nat", raw.get("nat", True)),
         probes=(_probes(host, f"{where}.probes", raw["probes"], ipv4, ipv6) if "probes" in raw
                 else DEFAULT_PROBES),
+        pd_length=pd_length,
     )
 
 
@@ -290,7 +305,7 @@ def option_code(host: str, field: str, value: Any, family: int) -> int:
 
 # ---------------------------------------------------------------- the LANs
 
-LAN_KEYS = frozenset({"name", "device", "ipv4", "ipv6"})
+LAN_KEYS = frozenset({"name", "device", "ipv4", "ipv6", "pd_subnet"})
 MAX_LANS = 16
 
 
@@ -303,6 +318,8 @@ class Lan:
     device: str
     ipv4: ipaddress.IPv4Interface | None
     ipv6: tuple[ipaddress.IPv6Interface, ...] = ()
+    # Which /64 of each WAN's delegated prefix this LAN gets (None: none of them).
+    pd_subnet: int | None = None
 
     @property
     def prefixes(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -310,7 +327,7 @@ class Lan:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "device": self.device, "ipv4": str(self.ipv4) if self.ipv4 else "none",
-                "ipv6": [str(i) for i in self.ipv6]}
+                "ipv6": [str(i) for i in self.ipv6], "pd_subnet": "none" if self.pd_subnet is None else self.pd_subnet}
 
 
 def _lan_address(host: str, field: str, raw: Any, version: int) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
@@ -348,7 +365,10 @@ def parse_lan(host: str, index: int, raw: Any, field: str = "cpe_lans") -> Lan:
     ipv6 = tuple(_lan_address(host, f"{where}.ipv6[{i}]", a, 6) for i, a in enumerate(v6))
     if ipv4 is None and not ipv6:
         raise InventoryError(host, where, "has no address: give ipv4, ipv6 or both", raw)
-    return Lan(name, raw["device"], ipv4, ipv6)
+    # The /64 number inside every delegated prefix: the LAN's index unless the inventory says.
+    pd = raw.get("pd_subnet", index)
+    pd_subnet = None if pd == "none" else integer(host, f"{where}.pd_subnet", pd, 0, 2 ** (64 - PD_LENGTH_RANGE[0]) - 1)
+    return Lan(name, raw["device"], ipv4, ipv6, pd_subnet)
 
 
 def parse_lans(host: str, raw: Any, wans: list[Wan] | None = None, field: str = "cpe_lans") -> list[Lan]:
@@ -375,6 +395,15 @@ def parse_lans(host: str, raw: Any, wans: list[Wan] | None = None, field: str = 
                 if net.version == other.version and net.overlaps(other):
                     raise InventoryError(host, where, f"prefix {net} overlaps {other} of WAN {owner}", str(net))
             owners.append((net, lan.name))
+    _unique(host, field, lans, ("pd_subnet",))
+    # Each LAN's /64 must exist inside the shortest-asked (longest length) delegated prefix.
+    pd_wans = [w for w in wans or () if w.pd_length is not None]
+    for i, lan in enumerate(lans):
+        for wan in pd_wans:
+            if lan.pd_subnet is not None and lan.pd_subnet >= 2 ** (64 - wan.pd_length):
+                raise InventoryError(host, f"{field}[{i}] ({lan.name}).pd_subnet",
+                                     f"WAN {wan.name}'s /{wan.pd_length} has only {2 ** (64 - wan.pd_length)} /64s "
+                                     f"(0-{2 ** (64 - wan.pd_length) - 1})", lan.pd_subnet)
     return lans
 
 

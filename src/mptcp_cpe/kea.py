@@ -4,6 +4,9 @@
 returns the whole kea-dhcp4 / kea-dhcp6 configuration as a dict (Ansible writes it with
 ``to_nice_json``). Errors name the host and the inventory field; the hook checks the same
 MCP rules again in its load(), and Kea's ``-t`` checks the rest.
+
+DHCPv6 subnets may delegate prefixes (``pd_pool``); Kea's own run_script hook then calls the
+role's route script, which routes each delegated prefix to the CPE holding it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ HOOK_NAME = "libdhcp_mptcp.so"
 CLASS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FQDN = re.compile(r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\.?")
 SUBNET_KEYS = {"id", "subnet", "interface", "pool", "router", "mcps"}
+# v6: no router (IPv6 routers come from RAs); prefix delegation (IA_PD) is DHCPv6 only.
+SUBNET6_KEYS = (SUBNET_KEYS - {"router"}) | {"pd_pool"}
+PD_POOL_KEYS = frozenset({"prefix", "delegated_length"})
+# A CPE numbers its LANs from the delegated prefix with SLAAC: /64 at the longest.
+PD_LENGTH_MAX = 64
 CLASS_KEYS = {"name", "test", "mcps"}
 
 
@@ -68,6 +76,46 @@ def _pool(host: str, field: str, value: Any, net) -> str:
     return f"{first} - {last}"
 
 
+def _pd_pool(host: str, field: str, value: Any) -> dict:
+    """A pd_pool: {prefix, delegated_length}, CPEs each get one delegated_length piece of prefix."""
+    if not isinstance(value, dict):
+        raise InventoryError(host, field, "must be a mapping with prefix and delegated_length", value)
+    only_keys(host, field, value, PD_POOL_KEYS)
+    for key in sorted(PD_POOL_KEYS):
+        if key not in value:
+            raise InventoryError(host, f"{field}.{key}", "missing", show_value=False)
+    try:
+        if not isinstance(value["prefix"], str):
+            raise ValueError
+        net = ipaddress.ip_network(value["prefix"], strict=True)
+    except ValueError:
+        raise InventoryError(host, f"{field}.prefix", "not an IPv6 prefix (host bits must be zero)", value["prefix"]) from None
+    if net.version != 6:
+        raise InventoryError(host, f"{field}.prefix", "not an IPv6 prefix (host bits must be zero)", value["prefix"])
+    if net.prefixlen >= PD_LENGTH_MAX:
+        raise InventoryError(host, f"{field}.prefix", f"must be shorter than /{PD_LENGTH_MAX}, to hold delegated prefixes", value["prefix"])
+    length = integer(host, f"{field}.delegated_length", value["delegated_length"], net.prefixlen + 1, PD_LENGTH_MAX)
+    return {"prefix": net, "delegated_length": length}
+
+
+def _check_pd_overlaps(host: str, field: str, subs: list[dict]) -> None:
+    """A delegated prefix is routed to its CPE: it may not cover a subnet (whose clients are on
+    the server's link) nor another subnet's pd_pool (two CPEs, one prefix)."""
+    for i, s in enumerate(subs):
+        if "pd_pool" not in s:
+            continue
+        pd = s["pd_pool"]["prefix"]
+        where = f"{field}[{i}].pd_pool.prefix"
+        for j, other in enumerate(subs):
+            net = ipaddress.ip_network(other["subnet"])
+            if pd.overlaps(net):
+                whose = "its own subnet" if i == j else f"the subnet of {field}[{j}]"
+                raise InventoryError(host, where, f"overlaps {whose} ({net})", str(pd))
+        for j, other in enumerate(subs[:i]):
+            if "pd_pool" in other and pd.overlaps(other["pd_pool"]["prefix"]):
+                raise InventoryError(host, where, f"overlaps {field}[{j}].pd_pool.prefix ({other['pd_pool']['prefix']})", str(pd))
+
+
 def subnets(host: str, field: str, raw: Any, family: int) -> list[dict]:
     if not isinstance(raw, list) or not raw:
         raise InventoryError(host, field, "must be a non-empty list of subnets", raw)
@@ -78,8 +126,9 @@ def subnets(host: str, field: str, raw: Any, family: int) -> list[dict]:
         where = f"{field}[{i}]"
         if not isinstance(s, dict):
             raise InventoryError(host, where, "must be a mapping with id, subnet, interface, pool", s)
-        allowed = SUBNET_KEYS if family == 4 else SUBNET_KEYS - {"router"}  # v6 routers come from RAs
-        only_keys(host, where, s, allowed)
+        if family == 4 and "pd_pool" in s:
+            raise InventoryError(host, f"{where}.pd_pool", "prefix delegation is DHCPv6 only: move it to a subnet of isp_dhcp_v6_subnets", s["pd_pool"])
+        only_keys(host, where, s, SUBNET_KEYS if family == 4 else SUBNET6_KEYS)
         for key in ("id", "subnet", "pool"):
             if key not in s:
                 raise InventoryError(host, f"{where}.{key}", "missing", show_value=False)
@@ -114,7 +163,10 @@ def subnets(host: str, field: str, raw: Any, family: int) -> list[dict]:
             entry["router"] = str(router)
         if "mcps" in s:
             entry["mcps"] = mcp_lists(host, f"{where}.mcps", s["mcps"], family)
+        if family == 6 and "pd_pool" in s:
+            entry["pd_pool"] = _pd_pool(host, f"{where}.pd_pool", s["pd_pool"])
         out.append(entry)
+    _check_pd_overlaps(host, field, out)
     return out
 
 
@@ -147,8 +199,14 @@ def classes(host: str, field: str, raw: Any, family: int) -> list[dict]:
 
 def render(host: str, family: int, *, subnets_raw: Any, classes_raw: Any, mcps_raw: Any,
            option_code_raw: Any, hook_library: str, lease_file: str, socket: str,
-           lease_lifetime: int = 3600, listen: Any = None) -> dict:
-    """The whole kea-dhcp<family> configuration for the operator's server."""
+           lease_lifetime: int = 3600, listen: Any = None, run_script_library: str | None = None,
+           pd_route_script: str | None = None) -> dict:
+    """The whole kea-dhcp<family> configuration for the operator's server.
+
+    DHCPv6 with a subnet that delegates prefixes, and both ``run_script_library`` (Kea's
+    libdhcp_run_script.so) and ``pd_route_script`` given: Kea runs the script at each lease
+    event (the role's isp-pd-route, which routes the delegated prefixes). Either left out:
+    prefixes are delegated but not routed by this server."""
     fam = f"v{family}"
     prefix = f"isp_dhcp_{fam}"
     # Every variable's own mistakes at once.
@@ -186,7 +244,16 @@ def render(host: str, family: int, *, subnets_raw: Any, classes_raw: Any, mcps_r
             sub["interface"] = s["interface"]
         if family == 4 and "router" in s:
             sub["option-data"] = [{"name": "routers", "data": s["router"]}]
+        if "pd_pool" in s:
+            pd = s["pd_pool"]
+            sub["pd-pools"] = [{"prefix": str(pd["prefix"].network_address), "prefix-len": pd["prefix"].prefixlen,
+                                "delegated-len": pd["delegated_length"]}]
         kea_subnets.append(sub)
+
+    hooks = [{"library": hook_library, "parameters": params}]
+    if family == 6 and run_script_library and pd_route_script and any("pd_pool" in s for s in subs):
+        # Not sync: Kea would wait for the script on every lease (and 2.2 cannot).
+        hooks.append({"library": run_script_library, "parameters": {"name": pd_route_script, "sync": False}})
 
     server: dict[str, Any] = {
         "interfaces-config": {"interfaces": interfaces},
@@ -195,7 +262,7 @@ def render(host: str, family: int, *, subnets_raw: Any, classes_raw: Any, mcps_r
         "valid-lifetime": lifetime,
         "renew-timer": lifetime // 2,
         "rebind-timer": lifetime * 7 // 8,
-        "hooks-libraries": [{"library": hook_library, "parameters": params}],
+        "hooks-libraries": hooks,
         f"subnet{family}": kea_subnets,
         "loggers": [{"name": f"kea-dhcp{family}", "output_options": [{"output": "syslog"}], "severity": "INFO"}],
     }

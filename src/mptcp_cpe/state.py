@@ -107,6 +107,18 @@ def with_learned(state: Any, device: str, family: str, entry: dict | None) -> di
     return {"version": MCP_STATE_VERSION, "wans": wans}
 
 
+def delegated_prefixes(state: Any) -> dict[str, list[str]]:
+    """mcp.json's delegated IPv6 prefixes per WAN device (only WANs that have some)."""
+    out: dict[str, list[str]] = {}
+    wans = state.get("wans", {}) if isinstance(state, dict) else {}
+    for device in sorted(wans):
+        entry = wans[device].get("v6") if isinstance(wans[device], dict) else None
+        prefixes = entry.get("prefixes") if isinstance(entry, dict) else None
+        if isinstance(prefixes, list) and prefixes:
+            out[device] = [str(p) for p in prefixes]
+    return out
+
+
 def dhcp_mcps(state: Any) -> tuple[tuple[str, ...], ...]:
     """The MCP lists of mcp.json, WANs in name order, IPv4-learned first, without repeats."""
     out: list[tuple[str, ...]] = []

@@ -121,3 +121,77 @@ def test_cli_errors_are_logged_and_the_client_never_fails(tmp_path, caplog, args
     assert rc == 0
     assert message in caplog.text
     assert not (tmp_path / "m.json").exists()
+
+
+# ---------------------------------------------------------------- dhcpcd (DHCPv6) and delegated prefixes
+
+ONE = "20010db8000002000000000000000001"
+TWO = "00000000000000000000ffffcb007102" + "20010db8000002000000000000000002"
+
+
+def test_dhcpcd_lease_records_mcps_and_prefixes_and_release_withdraws_both(tmp_path):
+    state_file = tmp_path / "mcp.json"
+    dhcp_hook.run("dhcpcd", "wan2", "BOUND6", [ONE, TWO], state_file, ["2001:db8:2000::/56"])
+    entry = json.loads(state_file.read_text())["wans"]["wan2"]["v6"]
+    assert entry["mcps"] == [["2001:db8:0:200::1"], ["::ffff:203.0.113.2", "2001:db8:0:200::2"]]
+    assert entry["prefixes"] == ["2001:db8:2000::/56"] and entry["client"] == "dhcpcd"
+    # A renewal with another prefix replaces the old one; the MCPs stay.
+    dhcp_hook.run("dhcpcd", "wan2", "RENEW6", [ONE, TWO], state_file, ["2001:db8:2000:100::/56"])
+    assert dhcp_hook.delegated_prefixes(json.loads(state_file.read_text())) == {"wan2": ["2001:db8:2000:100::/56"]}
+    for ending in ("RELEASE6", "EXPIRE6", "STOP6", "STOPPED", "DEPARTED"):
+        dhcp_hook.run("dhcpcd", "wan2", "BOUND6", [ONE], state_file, ["2001:db8:2000::/56"])
+        dhcp_hook.run("dhcpcd", "wan2", ending, [], state_file)
+        assert json.loads(state_file.read_text()) == EMPTY, ending
+
+
+def test_a_prefix_without_mcps_is_kept_and_mcps_without_prefix_too(tmp_path):
+    state_file = tmp_path / "mcp.json"
+    dhcp_hook.run("dhcpcd", "wan1", "BOUND6", [], state_file, ["2001:db8:1000::/56"])
+    entry = json.loads(state_file.read_text())["wans"]["wan1"]["v6"]
+    assert entry["mcps"] == [] and entry["prefixes"] == ["2001:db8:1000::/56"]
+    # The converter sees no MCP from it.
+    from mptcp_cpe.state import dhcp_mcps
+    assert dhcp_mcps(json.loads(state_file.read_text())) == ()
+    dhcp_hook.run("dhcpcd", "wan1", "RENEW6", [ONE], state_file)
+    entry = json.loads(state_file.read_text())["wans"]["wan1"]["v6"]
+    assert entry["mcps"] == [["2001:db8:0:200::1"]] and entry["prefixes"] == []
+
+
+def test_a_malformed_instance_is_dropped_alone(tmp_path, caplog):
+    state_file = tmp_path / "mcp.json"
+    # 15 octets: not a multiple of 16.
+    dhcp_hook.run("dhcpcd", "wan2", "BOUND6", [ONE, "20010db800000200000000000000", TWO], state_file)
+    assert json.loads(state_file.read_text())["wans"]["wan2"]["v6"]["mcps"] == [
+        ["2001:db8:0:200::1"], ["::ffff:203.0.113.2", "2001:db8:0:200::2"]]
+    assert "dhcpcd wan2 BOUND6: MCP option instance 2 dropped, the others kept" in caplog.text
+
+
+@pytest.mark.parametrize(("prefix", "why"), [
+    ("2001:db8:1000::1/56", "has host bits set"),
+    ("2001:db8:1000::/72", "longer than /64"),
+    ("192.0.2.0/24", "dropped"),
+    ("nonsense", "dropped"),
+])
+def test_a_bad_delegated_prefix_is_dropped_alone(tmp_path, caplog, prefix, why):
+    state_file = tmp_path / "mcp.json"
+    dhcp_hook.run("dhcpcd", "wan1", "BOUND6", [ONE], state_file, [prefix, "2001:db8:1000:100::/56"])
+    assert json.loads(state_file.read_text())["wans"]["wan1"]["v6"]["prefixes"] == ["2001:db8:1000:100::/56"]
+    assert "delegated prefix" in caplog.text and why in caplog.text
+
+
+def test_prefixes_on_a_v4_event_are_refused_and_logged(tmp_path, caplog):
+    from mptcp_cpe import cli
+    state_file = tmp_path / "m.json"
+    rc = cli.main(["dhcp-hook", "--state-file", str(state_file), "--client", "udhcpc", "--interface", "wan1",
+                   "--event", "bound", "--prefix", "2001:db8:1000::/56", "04c0000201"])
+    assert rc == 0 and "--prefix is for DHCPv6 leases, not a v4 event" in caplog.text
+    assert not state_file.exists()
+
+
+def test_cli_passes_prefixes(tmp_path):
+    from mptcp_cpe import cli
+    state_file = tmp_path / "m.json"
+    cli.main(["dhcp-hook", "--state-file", str(state_file), "--client", "dhcpcd", "--interface", "wan1",
+              "--event", "BOUND6", "--prefix", "2001:db8:1000::/56", "--prefix", "2001:db8:1001::/56", ONE])
+    assert dhcp_hook.delegated_prefixes(json.loads(state_file.read_text())) == {
+        "wan1": ["2001:db8:1000::/56", "2001:db8:1001::/56"]}

@@ -299,6 +299,11 @@ ERRORS = [
     pytest.param(wans({"weight": "3"}), "cpe_wans[1] (lte).weight", "3", id="weight-str"),
     pytest.param(wans({"weight": 2.0}), "cpe_wans[1] (lte).weight", 2.0, id="weight-float"),
     pytest.param(wans({"weight": None}), "cpe_wans[1] (lte).weight", None, id="weight-none"),
+    # -- pd_length (the delegated prefix a DHCPv6 WAN asks for)
+    pytest.param(wans({"ipv6": "dhcp", "pd_length": 47}), "cpe_wans[1] (lte).pd_length", 47, id="pd-length-47"),
+    pytest.param(wans({"ipv6": "dhcp", "pd_length": 65}), "cpe_wans[1] (lte).pd_length", 65, id="pd-length-65"),
+    pytest.param(wans({"ipv6": "dhcp", "pd_length": "56"}), "cpe_wans[1] (lte).pd_length", "56", id="pd-length-str"),
+    pytest.param(wans({"ipv6": "slaac", "pd_length": 56}), "cpe_wans[1] (lte).pd_length", 56, id="pd-length-not-dhcp"),
     # -- across WANs
     pytest.param(wans({"name": "dsl"}), "cpe_wans[1] (dsl).name", "dsl", id="duplicate-name"),
     pytest.param(wans({"device": "eth0"}), "cpe_wans[1] (lte).device", "eth0", id="duplicate-device"),
@@ -703,7 +708,8 @@ def test_a_lan_normalises_with_its_prefixes():
     (lan,) = the_lans()
     assert lan.device == "lan0"
     assert [str(p) for p in lan.prefixes] == ["198.18.1.0/24", "2001:db8:0:100::/64"]
-    assert lan.as_dict() == {"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24", "ipv6": ["2001:db8:0:100::1/64"]}
+    assert lan.as_dict() == {"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24", "ipv6": ["2001:db8:0:100::1/64"],
+                             "pd_subnet": 0}
 
 
 def test_an_ipv6_only_lan_and_ipv6_none():
@@ -728,6 +734,27 @@ def test_bad_lan_values_name_the_field(raw, field, value):
     with pytest.raises(InventoryError) as e:
         parse_lans(HOST, [raw])
     assert_error(e.value, field, value)
+
+
+def test_delegated_prefix_length_and_lan_subnets():
+    dhcp6 = parse_wans(HOST, wans({"ipv6": "dhcp", "pd_length": 60}, ipv6="dhcp"))
+    assert [w.pd_length for w in dhcp6] == [56, 60]
+    assert dhcp6[1].as_dict()["pd_length"] == 60 and "pd_length" not in parse_wans(HOST, wans())[0].as_dict()
+    lans = parse_lans(HOST, [LAN, {"name": "guest", "device": "lan1", "ipv4": "198.18.2.1/24", "pd_subnet": 15},
+                             {"name": "iot", "device": "lan2", "ipv4": "198.18.3.1/24", "pd_subnet": "none"}], dhcp6)
+    assert [lan.pd_subnet for lan in lans] == [0, 15, None]
+    # A /60 has 16 /64s: number 16 does not exist in it.
+    with pytest.raises(InventoryError) as e:
+        parse_lans(HOST, [LAN, {"name": "guest", "device": "lan1", "ipv4": "198.18.2.1/24", "pd_subnet": 16}], dhcp6)
+    assert_error(e.value, "cpe_lans[1] (guest).pd_subnet", 16)
+    assert "WAN lte's /60 has only 16 /64s (0-15)" in str(e.value)
+    with pytest.raises(InventoryError) as e:
+        parse_lans(HOST, [LAN, {"name": "guest", "device": "lan1", "ipv4": "198.18.2.1/24", "pd_subnet": 0}], dhcp6)
+    assert_error(e.value, "cpe_lans[1] (guest).pd_subnet", 0)
+    for bad in (-1, True, "1", 2 ** 16):
+        with pytest.raises(InventoryError) as e:
+            parse_lans(HOST, [{**LAN, "pd_subnet": bad}])
+        assert_error(e.value, "cpe_lans[0] (lan).pd_subnet", bad)
 
 
 def test_a_lan_needs_an_address_and_known_keys():

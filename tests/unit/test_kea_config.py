@@ -114,3 +114,100 @@ def test_every_variables_mistake_at_once():
         kea4(option_code_raw=0, lease_lifetime=1, classes_raw={})
     assert [e.field for e in exc.value.errors] == ["isp_dhcp_v4_option_code", "isp_dhcp_v4_classes", "isp_dhcp_lease_lifetime"]
     assert len(str(exc.value).splitlines()) == 3
+
+
+# ---------------------------------------------------------------- prefix delegation (IA_PD)
+
+RUN_SCRIPT = "/usr/lib/x86_64-linux-gnu/kea/hooks/libdhcp_run_script.so"
+PD_SCRIPT = "/usr/local/lib/mptcp-cpe/isp-pd-route"
+SUB6_PD = [dict(SUB6[0], pd_pool={"prefix": "2001:db8:1000::/40", "delegated_length": 56}),
+           {"id": 8, "subnet": "2001:db8:0:2::/64", "interface": "wan2", "pool": "2001:db8:0:2::100 - 2001:db8:0:2::1ff",
+            "pd_pool": {"prefix": "2001:db8:2000::/40", "delegated_length": 56}}]
+
+
+def kea6(subnets, **kw):
+    args = dict(subnets_raw=subnets, classes_raw=[], mcps_raw=[], option_code_raw=65000, hook_library="/h.so",
+                lease_file="/l6", socket="/s6", run_script_library=RUN_SCRIPT, pd_route_script=PD_SCRIPT)
+    args.update(kw)
+    return render(HOST, 6, **args)
+
+
+def test_v6_pd_pools_and_their_route_script():
+    cfg = kea6(SUB6_PD)["Dhcp6"]
+    assert [s["pd-pools"] for s in cfg["subnet6"]] == [
+        [{"prefix": "2001:db8:1000::", "prefix-len": 40, "delegated-len": 56}],
+        [{"prefix": "2001:db8:2000::", "prefix-len": 40, "delegated-len": 56}],
+    ]
+    assert cfg["subnet6"][0]["pools"] == [{"pool": "2001:db8:0:1::100 - 2001:db8:0:1::1ff"}]
+    # The MCP hook first (unchanged), then Kea's run_script with the role's script, not waited for.
+    assert cfg["hooks-libraries"][0]["library"] == "/h.so"
+    assert cfg["hooks-libraries"][1:] == [{"library": RUN_SCRIPT, "parameters": {"name": PD_SCRIPT, "sync": False}}]
+
+
+@pytest.mark.parametrize("kw", [
+    {"run_script_library": None, "pd_route_script": None},  # the callers from before
+    {"run_script_library": "", "pd_route_script": ""},      # isp_dhcp_v6_pd_routes: false
+])
+def test_pd_pools_without_routes(kw):
+    cfg = kea6(SUB6_PD, **kw)["Dhcp6"]
+    assert len(cfg["hooks-libraries"]) == 1 and "pd-pools" in cfg["subnet6"][0]
+
+
+def test_no_route_script_without_pd_pools():
+    cfg = kea6(SUB6)["Dhcp6"]
+    assert len(cfg["hooks-libraries"]) == 1 and "pd-pools" not in cfg["subnet6"][0]
+
+
+def test_v4_never_runs_the_route_script():
+    cfg = kea4(run_script_library=RUN_SCRIPT, pd_route_script=PD_SCRIPT)["Dhcp4"]
+    assert len(cfg["hooks-libraries"]) == 1
+
+
+def pd(i=0, **changes):
+    subs = [dict(s) for s in SUB6_PD]
+    subs[i]["pd_pool"] = {**subs[i]["pd_pool"], **changes}
+    return subs
+
+
+F = "isp_dhcp_v6_subnets"
+
+
+@pytest.mark.parametrize(("subnets", "field", "value", "problem"), [
+    (pd(prefix="2001:db8:1000::1/40"), f"{F}[0].pd_pool.prefix", "2001:db8:1000::1/40", "host bits must be zero"),
+    (pd(prefix="192.0.2.0/24"), f"{F}[0].pd_pool.prefix", "192.0.2.0/24", "not an IPv6 prefix"),
+    (pd(prefix="nonsense"), f"{F}[0].pd_pool.prefix", "nonsense", "not an IPv6 prefix"),
+    (pd(prefix=40), f"{F}[0].pd_pool.prefix", 40, "not an IPv6 prefix"),
+    (pd(prefix="2001:db8:1000::/64"), f"{F}[0].pd_pool.prefix", "2001:db8:1000::/64", "shorter than /64"),
+    (pd(1, delegated_length=40), f"{F}[1].pd_pool.delegated_length", 40, "from 41 to 64"),
+    (pd(1, delegated_length=36), f"{F}[1].pd_pool.delegated_length", 36, "from 41 to 64"),
+    (pd(1, delegated_length=65), f"{F}[1].pd_pool.delegated_length", 65, "from 41 to 64"),
+    (pd(1, delegated_length="56"), f"{F}[1].pd_pool.delegated_length", "56", "integer"),
+    (pd(1, delegated_length=True), f"{F}[1].pd_pool.delegated_length", True, "integer"),
+    (pd(prefix="2001:db8::/32"), f"{F}[0].pd_pool.prefix", "2001:db8::/32", "overlaps its own subnet (2001:db8:0:1::/64)"),
+    (pd(1, prefix="2001:db8::/40"), f"{F}[1].pd_pool.prefix", "2001:db8::/40",
+     f"overlaps the subnet of {F}[0] (2001:db8:0:1::/64)"),
+    (pd(1, prefix="2001:db8:1000::/48"), f"{F}[1].pd_pool.prefix", "2001:db8:1000::/48",
+     f"overlaps {F}[0].pd_pool.prefix (2001:db8:1000::/40)"),
+    ([dict(SUB6_PD[0], pd_pool="2001:db8:1000::/40")], f"{F}[0].pd_pool", "2001:db8:1000::/40", "must be a mapping"),
+])
+def test_bad_pd_pool_names_host_field_value(subnets, field, value, problem):
+    with pytest.raises(InventoryError) as info:
+        kea6(subnets)
+    assert (info.value.host, info.value.field, info.value.value) == (HOST, field, value)
+    assert str(info.value).startswith(f"{HOST}: {field}: ") and problem in info.value.problem
+    assert str(info.value).endswith(f"(got {value!r})")
+
+
+def test_pd_pool_keys():
+    with pytest.raises(InventoryError, match=r"isp: isp_dhcp_v6_subnets\[0\].pd_pool.delegated_length: missing"):
+        kea6([dict(SUB6[0], pd_pool={"prefix": "2001:db8:1000::/40"})])
+    with pytest.raises(InventoryError, match=r"isp: isp_dhcp_v6_subnets\[0\].pd_pool: unknown keys \['length'\]"):
+        kea6([dict(SUB6[0], pd_pool={"prefix": "2001:db8:1000::/40", "delegated_length": 56, "length": 56})])
+
+
+def test_pd_pool_on_a_v4_subnet_names_the_field():
+    value = {"prefix": "2001:db8:1000::/40", "delegated_length": 56}
+    with pytest.raises(InventoryError) as info:
+        kea4(subnets_raw=sub(pd_pool=value))
+    assert (info.value.host, info.value.field, info.value.value) == (HOST, "isp_dhcp_v4_subnets[0].pd_pool", value)
+    assert "DHCPv6 only" in str(info.value)
