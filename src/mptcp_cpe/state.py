@@ -42,12 +42,16 @@ def read_json(path: Path, default: Any) -> Any:
 
 
 def write_json_atomic(path: Path, data: Any, mode: int = 0o644) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace the file with ``text``: a reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
@@ -153,13 +157,16 @@ class WanRecord:
     last_probe_rtt_ms: float | None = None
     in_default_route: bool = False
     endpoints: tuple[int, ...] = ()
+    # The prefixes delegated to it (DHCPv6 IA_PD); None: not a WAN that asks for one.
+    delegated: tuple[str, ...] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"device": self.device, "kind": self.kind, "table": self.table, "backup": self.backup,
                 "weight": self.weight, "addresses": list(self.addresses), "gateway": dict(self.gateway),
                 "healthy": self.healthy, "state": self.state, "since": self.since,
                 "last_probe_rtt_ms": self.last_probe_rtt_ms, "in_default_route": self.in_default_route,
-                "endpoints": list(self.endpoints)}
+                "endpoints": list(self.endpoints),
+                "delegated": None if self.delegated is None else list(self.delegated)}
 
     @classmethod
     def from_json(cls, name: str, raw: Any) -> WanRecord:
@@ -169,7 +176,33 @@ class WanRecord:
                    addresses=tuple(raw.get("addresses") or ()), gateway=dict(raw.get("gateway") or {}),
                    healthy=bool(raw.get("healthy")), state=raw.get("state"), since=raw.get("since"),
                    last_probe_rtt_ms=raw.get("last_probe_rtt_ms"), in_default_route=bool(raw.get("in_default_route")),
-                   endpoints=tuple(raw.get("endpoints") or ()))
+                   endpoints=tuple(raw.get("endpoints") or ()),
+                   delegated=None if raw.get("delegated") is None else tuple(raw.get("delegated") or ()))
+
+
+@dataclass(frozen=True)
+class LanPrefixRecord:
+    """One LAN /64 in wan.json: the LAN's device and name, the WAN whose delegated prefix it
+    comes from, how it is announced (preferred, deprecated, retired) and since when."""
+
+    device: str
+    prefix: str
+    lan: str | None = None
+    wan: str | None = None
+    delegated: str | None = None
+    state: str | None = None
+    since: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"device": self.device, "prefix": self.prefix, "lan": self.lan, "wan": self.wan,
+                "delegated": self.delegated, "state": self.state, "since": self.since}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> LanPrefixRecord | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("device"), str) or not isinstance(raw.get("prefix"), str):
+            return None
+        return cls(device=raw["device"], prefix=raw["prefix"], lan=raw.get("lan"), wan=raw.get("wan"),
+                   delegated=raw.get("delegated"), state=raw.get("state"), since=raw.get("since"))
 
 
 @dataclass(frozen=True)
@@ -182,13 +215,15 @@ class WanState:
     build: str | None = None
     updated: str | None = None
     wans: tuple[WanRecord, ...] = ()
+    lan_prefixes: tuple[LanPrefixRecord, ...] = ()
 
     def wan(self, name: str) -> WanRecord | None:
         return next((w for w in self.wans if w.name == name), None)
 
     def as_json(self) -> dict[str, Any]:
         out = {"version": WAN_STATE_VERSION, "host": self.host, "policy": self.policy, "build": self.build,
-               "wans": {w.name: w.as_json() for w in self.wans}}
+               "wans": {w.name: w.as_json() for w in self.wans},
+               "lan_prefixes": [p.as_json() for p in self.lan_prefixes]}
         if self.updated is not None:
             out["updated"] = self.updated
         return out
@@ -197,8 +232,10 @@ class WanState:
     def from_json(cls, raw: Any) -> WanState:
         raw = raw if isinstance(raw, dict) else {}
         wans = raw.get("wans") if isinstance(raw.get("wans"), dict) else {}
+        lan = raw.get("lan_prefixes") if isinstance(raw.get("lan_prefixes"), list) else []
         return cls(host=raw.get("host"), policy=raw.get("policy"), build=raw.get("build"), updated=raw.get("updated"),
-                   wans=tuple(WanRecord.from_json(name, w) for name, w in wans.items()))
+                   wans=tuple(WanRecord.from_json(name, w) for name, w in wans.items()),
+                   lan_prefixes=tuple(p for p in map(LanPrefixRecord.from_json, lan) if p is not None))
 
     def stamped(self, updated: str | None) -> WanState:
         return replace(self, updated=updated)

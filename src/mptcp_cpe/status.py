@@ -57,12 +57,20 @@ def status_text(wan_state: dict, mcp_state: dict | None = None, refused: dict | 
         table = "-" if w.table is None else w.table
         lines.append(f"{w.name:<12} {w.device or '?':<10} {w.state or '?':<10} {w.since or '-':<26} "
                      f"{rtt:>7} {table:>6}  {addrs} via {gws}" + (f" [{', '.join(flags)}]" if flags else ""))
+        if w.delegated is not None:
+            lines.append(f"{'':<12} delegated: " + (", ".join(w.delegated) if w.delegated
+                                                      else "none (the ISP delegated no prefix)"))
         if mcp_state:
             for fam in FAMILIES:
                 if (w.device, fam) in learned:
                     lines.append(f"{'':<12} MCPs {fam}: " + "; ".join(",".join(m) for m in learned[(w.device, fam)]))
                 for r in ((refused or {}).get(w.device, {})).get(fam, []):
                     lines.append(f"{'':<12} MCPs {fam}: {r['address']} not used by the converter: {r['reason']}")
+    if wan.lan_prefixes:
+        lines.append(f"{'LAN':<12} {'DEVICE':<10} {'STATE':<10} {'SINCE':<26} PREFIX (FROM WAN)")
+        for p in wan.lan_prefixes:
+            lines.append(f"{p.lan or '?':<12} {p.device:<10} {p.state or '?':<10} {p.since or '-':<26} "
+                         f"{p.prefix} (from {p.wan or '?'}, {p.delegated or '?'})")
     return "\n".join(lines)
 
 

@@ -433,3 +433,96 @@ def test_live_upgrade_reexecutes_in_place_and_changes_nothing(topo, procs, tmp_p
         assert after["wans"][name]["since"] == before["wans"][name]["since"]
     assert procs.stop(wand) == 0
     assert rules() == []
+
+
+HOST = "t-wand-host"
+
+
+def host_addrs(prefix: str) -> list[dict]:
+    """The LAN host's global addresses in ``prefix`` (its first 4 groups), with their flags."""
+    out = []
+    for link in ipj("-6", "addr", "show", "dev", "h0", "scope", "global", ns=HOST):
+        out += [a for a in link.get("addr_info", []) if "local" in a and a["local"].startswith(prefix)]
+    return out
+
+
+def deprecated(prefix: str) -> bool:
+    got = host_addrs(prefix)
+    return bool(got) and all(a.get("deprecated") or a.get("preferred_life_time") == 0 for a in got)
+
+
+def test_lan_64s_from_delegated_prefixes_routed_by_their_wan_and_announced(topo, procs, tmp_path):
+    # Both WANs as dhcpcd leaves them: an address and a default route; the DHCPv6 hook's
+    # mcp.json says which prefix each was delegated. wan2's ISP delegates none (at first).
+    for dev, net, metric in (("wan1", "2001:db8:0:1", "101"), ("wan2", "2001:db8:0:2", "102")):
+        sh("ip", "-6", "addr", "add", f"{net}::10/64", "dev", dev, "nodad", ns=CPE)
+        sh("ip", "-6", "route", "add", "default", "via", f"{net}::1", "dev", dev, "metric", metric, ns=CPE)
+    sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=CPE)
+    mcp = tmp_path / "mcp.json"
+
+    def delegate(**prefixes):
+        mcp.write_text(json.dumps({"version": 1, "wans": {
+            dev: {"v6": {"mcps": [], "prefixes": p, "client": "dhcpcd", "event": "BOUND6"}} for dev, p in prefixes.items()}}))
+
+    delegate(wan1=["2001:db8:1000::/56"])
+    with namespaces(HOST):
+        veth(CPE, "lan0", HOST, "h0")
+        sh("sysctl", "-qw", "net.ipv6.conf.h0.accept_dad=0", ns=HOST)
+        add_addresses(CPE, "lan0", ["198.18.1.1/24"])
+        wans = [{**DSL, "ipv6": "dhcp"}, {**LTE, "ipv6": "dhcp"}]
+        ra = {"config": str(tmp_path / "radvd.conf"), "pid_file": str(tmp_path / "radvd.pid"), "interval_s": 4,
+              "retire_s": 60}
+        start_wand(procs, write_config(tmp_path / "wand.json", wans, mcp_state=str(mcp), ra=ra,
+                                       lans=[{"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24", "pd_subnet": 1}]))
+        wait_for("both WANs healthy", lambda: healthy(tmp_path, "dsl", "lte"), timeout=10)
+        wait_for("wand to write radvd's configuration", lambda: (tmp_path / "radvd.conf").exists(), timeout=5)
+        procs.start("radvd", "radvd", "--nodaemon", "-C", str(tmp_path / "radvd.conf"), "-p", str(tmp_path / "radvd.pid"),
+                    "-m", "stderr", ns=CPE)
+
+        # The CPE's address in the LAN's /64 (number 1 of wan1's /56), a rule into wan1's table.
+        wait_for("lan0's address", lambda: any(a["local"] == "2001:db8:1000:1::1" for i in ipj("-6", "addr", "show", "dev", "lan0")
+                                               for a in i.get("addr_info", []) if "local" in a), timeout=5)
+        assert {(r["priority"], r.get("src"), r["table"]) for r in rules("-6") if r["priority"] == 10051} == {
+            (10051, "2001:db8:1000:1::", "101")}
+        s = state(tmp_path)
+        assert s["wans"]["dsl"]["delegated"] == ["2001:db8:1000::/56"] and s["wans"]["lte"]["delegated"] == []
+        assert [(p["prefix"], p["wan"], p["state"]) for p in s["lan_prefixes"]] == [("2001:db8:1000:1::/64", "dsl", "preferred")]
+        assert procs.log("wand").count("WAN lte: its ISP delegated no prefix") == 1
+        # The host autoconfigures an address in it from radvd's announcements.
+        wait_for("the host's SLAAC address from wan1's prefix", lambda: host_addrs("2001:db8:1000:1:"), timeout=20)
+        host1 = host_addrs("2001:db8:1000:1:")[0]["local"]
+        assert not deprecated("2001:db8:1000:1:")
+        # LAN traffic from it leaves by wan1, whatever the balanced default route would pick.
+        (r,) = ipj("-6", "route", "get", "2001:db8:ffff::1", "from", host1, "iif", "lan0")
+        assert r["dev"] == "wan1", r
+
+        # wan2's ISP delegates a prefix now: a second /64, from wan2, announced too.
+        delegate(wan1=["2001:db8:1000::/56"], wan2=["2001:db8:2000::/56"])
+        wait_for("the host's address from wan2's prefix", lambda: host_addrs("2001:db8:2000:1:"), timeout=20)
+        host2 = host_addrs("2001:db8:2000:1:")[0]["local"]
+        (r,) = ipj("-6", "route", "get", "2001:db8:ffff::1", "from", host2, "iif", "lan0")
+        assert r["dev"] == "wan2", r
+        # LAN to LAN stays inside: the main table's LAN route wins over the WAN's table.
+        (r,) = ipj("-6", "route", "get", "2001:db8:1000:1::99", "from", host2, "iif", "lan0")
+        assert r["dev"] == "lan0", r
+
+        # wan1 goes down: its /64 is deprecated on the LAN (preferred lifetime 0), not removed.
+        sh("ip", "link", "set", "isp0", "down", ns=ISP1)
+        wait_for("wan1's /64 deprecated on the host", lambda: deprecated("2001:db8:1000:1:"), timeout=30)
+        assert not deprecated("2001:db8:2000:1:")
+        assert [p["state"] for p in state(tmp_path)["lan_prefixes"] if p["wan"] == "dsl"] == ["deprecated"]
+        sh("ip", "link", "set", "isp0", "up", ns=ISP1)
+        sh("ip", "-6", "route", "replace", "default", "via", "2001:db8:0:1::1", "dev", "wan1", "metric", "101", ns=CPE)
+        wait_for("wan1's /64 preferred again", lambda: host_addrs("2001:db8:1000:1:") and not deprecated("2001:db8:1000:1:"),
+                 timeout=30)
+
+        # wan1's lease ends (its prefix withdrawn): the /64 is retired: no address, no rule,
+        # announced with lifetimes 0, so the host deprecates it.
+        delegate(wan2=["2001:db8:2000::/56"])
+        wait_for("wan1's /64 retired", lambda: [p["state"] for p in state(tmp_path)["lan_prefixes"] if p["wan"] == "dsl"]
+                 == ["retired"], timeout=10)
+        assert not any(r.get("src") == "2001:db8:1000:1::" for r in rules("-6"))
+        assert not any(a["local"] == "2001:db8:1000:1::1" for i in ipj("-6", "addr", "show", "dev", "lan0")
+                       for a in i.get("addr_info", []) if "local" in a)
+        wait_for("wan1's /64 deprecated on the host", lambda: deprecated("2001:db8:1000:1:"), timeout=30)
+        assert "AdvValidLifetime 0;" in (tmp_path / "radvd.conf").read_text()

@@ -374,8 +374,10 @@ def test_wand_config_defaults_without_settings():
         "probe": {"interval_s": 1.0, "timeout_s": 1.0, "down_count": 3, "up_count": 2},
         "route_protocol": 201, "rule_priority": 10000, "default_table": 200, "table_base": 100,
         "endpoint_id_base": 100, "nft_table": "mptcp_cpe_wand", "state_file": "/run/mptcp-cpe/wan.json",
+        "mcp_state": "/run/mptcp-cpe/mcp.json",
         "wans": [{"name": "dsl", "device": "eth0", "kind": "dsl", "ipv4": "dhcp", "ipv6": "none", "weight": 1,
                   "backup": False, "nat": True, "probes": [{"kind": "icmp", "target": "gateway"}], "table": 101}],
+        "lans": [],
     }
 
 

@@ -168,3 +168,19 @@ def test_status_build_prints_the_running_wands_build_or_nothing(tmp_path, capsys
     state.write_text("{not json")
     assert cli.main(["status", "--build", "--state-file", str(state)]) == 1
     assert str(state) in capsys.readouterr().err
+
+
+def test_status_text_shows_delegated_prefixes_and_lan_prefixes():
+    wan = {"host": "cpe", "policy": "balance", "updated": "t", "wans": {
+        "dsl": {"device": "wan1", "state": "up", "addresses": [], "gateway": {}, "delegated": ["2001:db8:1000::/56"]},
+        "lte": {"device": "wan2", "state": "up", "addresses": [], "gateway": {}, "delegated": []},
+        "fibre": {"device": "wan3", "state": "up", "addresses": [], "gateway": {}}},
+        "lan_prefixes": [{"device": "lan0", "prefix": "2001:db8:1000::/64", "lan": "lan", "wan": "dsl",
+                          "delegated": "2001:db8:1000::/56", "state": "deprecated", "since": "s2"}]}
+    text = status_text(wan)
+    assert "delegated: 2001:db8:1000::/56" in text
+    assert "delegated: none (the ISP delegated no prefix)" in text
+    assert text.count("delegated:") == 2  # fibre asks for none: no line
+    lan = next(line for line in text.splitlines() if line.startswith("lan "))
+    assert lan.split()[:4] == ["lan", "lan0", "deprecated", "s2"]
+    assert "2001:db8:1000::/64 (from dsl, 2001:db8:1000::/56)" in lan

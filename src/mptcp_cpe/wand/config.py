@@ -8,11 +8,15 @@ field and the value; the running state is kept.
      "probe": {"interval_s": 1.0, "timeout_s": 1.0, "down_count": 3, "up_count": 2},
      "route_protocol": 201, "rule_priority": 10000, "default_table": 200, "table_base": 100,
      "endpoint_id_base": 100, "nft_table": "mptcp_cpe_wand",
-     "state_file": "/run/mptcp-cpe/wan.json",
-     "wans": [{"name": "dsl", "device": "wan1", "kind": "dsl", "ipv4": "dhcp", ...}, ...]}
+     "state_file": "/run/mptcp-cpe/wan.json", "mcp_state": "/run/mptcp-cpe/mcp.json",
+     "wans": [{"name": "dsl", "device": "wan1", "kind": "dsl", "ipv4": "dhcp", ...}, ...],
+     "lans": [{"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24", "pd_subnet": 0}],
+     "ra": {"config": "/run/mptcp-cpe/radvd.conf", "reload": [...], "interval_s": 30, ...}}
 
-Every key but ``wans`` has the default shown. A WAN without ``table`` gets
-``table_base + 1 + its index``.
+Every key but ``wans`` has the default shown (``lans`` none, ``ra`` as in
+`lanprefix.RaSettings`). A WAN without ``table`` gets ``table_base + 1 + its index``.
+``lans``: the LANs that get a /64 of each WAN's delegated prefix (`lanprefix`); without
+``ra`` wand numbers and routes them but announces nothing.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from ..checks import (
     parse_table,
     route_protocol,
 )
-from ..inventory import MAX_WANS, Wan, number_tables, parse_wans
+from ..inventory import MAX_WANS, Lan, Wan, number_tables, parse_lans, parse_wans
 from ..settings import read_config
-from ..state import WAN_STATE
+from ..state import MCP_STATE, WAN_STATE
+from .lanprefix import RaSettings, ra_settings
 
 POLICIES = ("balance", "failover")
 # wand's rules occupy [rule_priority, rule_priority + RULE_BAND), below the main table's 32766.
@@ -46,7 +51,8 @@ MAIN_RULE_PRIORITY = 32766
 ENDPOINT_IDS = 2 * MAX_WANS
 
 TOP_KEYS = frozenset({"host", "policy", "probe", "route_protocol", "rule_priority", "default_table",
-                      "table_base", "endpoint_id_base", "nft_table", "state_file", "wans"})
+                      "table_base", "endpoint_id_base", "nft_table", "state_file", "mcp_state", "wans",
+                      "lans", "ra"})
 PROBE_KEYS = frozenset({"interval_s", "timeout_s", "down_count", "up_count"})
 
 
@@ -71,6 +77,9 @@ class WandConfig:
     endpoint_id_base: int = 100
     nft_table: str = "mptcp_cpe_wand"
     state_file: Path = WAN_STATE
+    mcp_state: Path = MCP_STATE  # the delegated prefixes, as the DHCP hooks record them
+    lans: tuple[Lan, ...] = ()
+    ra: RaSettings | None = None
 
     def wan(self, name: str) -> Wan:
         return next(w for w in self.wans if w.name == name)
@@ -87,7 +96,10 @@ class WandConfig:
             "endpoint_id_base": self.endpoint_id_base,
             "nft_table": self.nft_table,
             "state_file": str(self.state_file),
+            "mcp_state": str(self.mcp_state),
             "wans": [w.as_dict() for w in self.wans],
+            "lans": [lan.as_dict() for lan in self.lans],
+            **({"ra": self.ra.as_dict()} if self.ra is not None else {}),
         }
 
 
@@ -136,12 +148,15 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
     id_base = errors.check(integer, host, "endpoint_id_base", raw.get("endpoint_id_base", d.endpoint_id_base), 1, 255 - ENDPOINT_IDS + 1)
     nft_table = errors.check(nft_name, host, "nft_table", raw.get("nft_table", d.nft_table))
     state_file = errors.check(absolute_path, host, "state_file", raw.get("state_file", str(d.state_file)))
+    mcp_state = errors.check(absolute_path, host, "mcp_state", raw.get("mcp_state", str(d.mcp_state)))
     probe = errors.check(_probe_settings, host, raw.get("probe", {}))
+    ra = errors.check(ra_settings, host, raw["ra"]) if raw.get("ra") is not None else None
     if "wans" not in raw:
         errors.add(ConfigError(host, "wans", "missing", show_value=False))
     else:
         wans = errors.check(parse_wans, host, raw["wans"], field="wans")
     errors.raise_any()
+    lans = parse_lans(host, raw["lans"], wans, field="lans") if raw.get("lans") not in (None, []) else []
 
     numbered = number_tables(host, wans, table_base, error=ConfigError)
     seen: dict[int, str] = {}
@@ -167,6 +182,9 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
         endpoint_id_base=id_base,
         nft_table=nft_table,
         state_file=state_file,
+        mcp_state=mcp_state,
+        lans=tuple(lans),
+        ra=ra,
     )
 
 

@@ -2,9 +2,11 @@
 
 One loop owns the kernel state. It wakes on netlink events (a WAN address appears, changes
 or goes; a link or a DHCP/RA default route changes), on a probe verdict that flips a WAN's
-health, on SIGHUP and SIGTERM, and every ``RESYNC_S`` to repair what someone else removed.
-Each wake: read the WAN links and what wand owns, compute what should be (``plan``), apply
-the difference, write wan.json.
+health, on a change of mcp.json (a delegated prefix comes or goes), on SIGHUP and SIGTERM,
+and every ``RESYNC_S`` to repair what someone else removed. Each wake: read the WAN links
+and what wand owns, number the LANs' /64s from the delegated prefixes (``lanprefix``),
+compute what should be (``plan``), apply the difference, write wan.json and radvd's
+configuration (radvd told to reread it when it changed).
 
 Signals: SIGHUP reloads the config (a bad one is refused with one line; the running state
 stays); SIGTERM and SIGINT remove everything wand made and exit 0; SIGUSR2 is a live
@@ -31,6 +33,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from socket import AF_INET6
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -46,10 +49,22 @@ from pyroute2.netlink.rtnl import (
 from ..build import build_id
 from ..inventory import InventoryError
 from ..sdnotify import sd_notify
-from ..state import StateFileError, WanRecord, WanState, read_wan_state, write_wan_state
+from ..state import (
+    LanPrefixRecord,
+    StateFileError,
+    WanRecord,
+    WanState,
+    delegated_prefixes,
+    read_json,
+    read_wan_state,
+    write_text_atomic,
+    write_wan_state,
+)
 from . import config as wand_config
+from . import lanprefix
 from .config import WandConfig
 from .kernel import Kernel
+from .lanprefix import LanPrefix
 from .plan import FAMILIES, FAMILY_KEY, Owned, addresses, changes, desired, gateway, teardown, usable
 from .probe import Health, Prober
 
@@ -60,6 +75,8 @@ COALESCE_S = 0.05  # events arriving together are handled in one reconcile
 RTT_WRITE_S = 10.0  # wan.json is rewritten for RTTs alone at most this often
 UPGRADE_CHECK_S = 30.0  # the new code's config check before a live upgrade, at most
 UPGRADED_FROM = "MPTCP_CPE_WAND_UPGRADED_FROM"  # set across the re-exec: the build before it
+STATE_POLL_S = 1.0  # how often mcp.json is looked at for a new or withdrawn delegated prefix
+RA_RELOAD_S = 10.0  # radvd's reload command may take this long
 GROUPS = (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE
           | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_RULE)
 
@@ -109,6 +126,31 @@ class NetlinkWatcher(threading.Thread):
                 self.events.put(("netlink", None))
 
 
+class FileWatcher(threading.Thread):
+    """A ("delegation", path) event whenever the file changes (appears, is replaced, goes):
+    the DHCP hooks replace mcp.json atomically, so its inode and mtime tell."""
+
+    def __init__(self, path: Path, events: queue.Queue, every: float = STATE_POLL_S) -> None:
+        super().__init__(name="mcp-watch", daemon=True)
+        self.path, self.events, self.every = path, events, every
+        self.stopped = threading.Event()
+
+    def _stamp(self):
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def run(self) -> None:
+        last = self._stamp()
+        while not self.stopped.wait(self.every):
+            now = self._stamp()
+            if now != last:
+                last = now
+                self.events.put(("delegation", str(self.path)))
+
+
 class ProbeWorker(threading.Thread):
     """One WAN's probe rounds, every ``interval_s``, reporting each round to the loop."""
 
@@ -149,6 +191,15 @@ class Wand:
         self.failures = 0
         self.status: str | None = None  # the last STATUS= told to systemd; None before READY=1
         self.build = build_id()  # the code this process runs (read before any upgrade can land)
+        # The LANs' /64s: those of the last pass, those retired (with when they stop being
+        # announced), when each got its state, the last radvd configuration written, and the
+        # lines already logged (a problem is logged once, not every pass).
+        self.lan_now: dict[tuple[str, str], LanPrefix] = {}
+        self.retired: dict[tuple[str, str], tuple[LanPrefix, float]] = {}
+        self.lan_since: dict[tuple[str, str, str], float] = {}
+        self.delegated: dict[str, list[str]] = {}
+        self.ra_written: str | None = None
+        self.told: set[str] = set()
 
     # --- lifecycle ---
 
@@ -266,6 +317,11 @@ class Wand:
         sd_notify("STOPPING=1")
         for w in self.workers.values():
             w.stopped.set()
+        # The LANs' /64s lose their routes now: announce every one with lifetimes 0.
+        gone = [dataclasses.replace(p, state=lanprefix.RETIRED)
+                for p in list(self.lan_now.values()) + [p for p, _ in self.retired.values()]]
+        if gone:
+            self.write_ra(gone, False)
         try:
             for change in teardown(self.kernel.owned(self.cfg, self.extra_tables), self.cfg.nft_table):
                 self._apply(change)
@@ -315,7 +371,9 @@ class Wand:
         with self.lock:
             self.targets.clear()
             self.targets.update(targets)
-        want = desired(self.cfg, links, {n: h.healthy for n, h in self.health.items()})
+        healthy = {n: h.healthy for n, h in self.health.items()}
+        lan = self.plan_lans(links, healthy, now)
+        want = desired(self.cfg, links, healthy, lan)
         have = self.kernel.owned(self.cfg, self.extra_tables)
         have.nft = self.applied_nft
         added_address = False
@@ -329,7 +387,95 @@ class Wand:
         except Exception as exc:
             log.error("could not raise the MPTCP limits to %s: %s", want.limits, exc)
         self.write_state(links, want)
+        self.write_ra(lan, bool(want.default_route.get(AF_INET6)))
         return added_address
+
+    # --- the LANs' /64s and their router advertisements ---
+
+    def _tell_once(self, key: str, level: int, msg: str, *args) -> None:
+        if key not in self.told:
+            self.told.add(key)
+            log.log(level, msg, *args)
+
+    def read_delegated(self) -> dict[str, list[str]]:
+        """The delegated prefixes per WAN device (mcp.json); the last ones read when the file
+        cannot be read now (a half-broken file must not take the LANs' prefixes away)."""
+        try:
+            self.delegated = delegated_prefixes(read_json(self.cfg.mcp_state, {}))
+            self.told.discard("mcp-unreadable")
+        except StateFileError as exc:
+            self._tell_once("mcp-unreadable", logging.ERROR, "%s; keeping the delegated prefixes read before", exc)
+        return self.delegated
+
+    def plan_lans(self, links, healthy: dict[str, bool], now: float) -> list[LanPrefix]:
+        """The LANs' /64s of this pass (current and retired), with the lines about WANs
+        without a delegated prefix and /64s that cannot be numbered logged once each."""
+        if not self.cfg.lans:
+            return []
+        delegated = self.read_delegated()
+        for wan in self.cfg.wans:
+            key = f"no-pd:{wan.name}"
+            link = links.get(wan.device)
+            if wan.ipv6 == "dhcp" and not delegated.get(wan.device) and addresses(wan, link, AF_INET6):
+                self._tell_once(key, logging.WARNING, "WAN %s: its ISP delegated no prefix (DHCPv6 lease without "
+                                "IA_PD); the LANs get no /64 from it, the other WANs' stay", wan.name)
+            elif delegated.get(wan.device):
+                self.told.discard(key)
+        current, problems = lanprefix.numbered(self.cfg.lans, self.cfg.wans, delegated)
+        for line in problems:
+            self._tell_once(line, logging.WARNING, "%s", line)
+        carrying = {w.name for w in self.cfg.wans if usable(w, links.get(w.device), AF_INET6) and healthy.get(w.name)}
+        current = lanprefix.with_states(current, carrying)
+        retire_s = self.cfg.ra.retire_s if self.cfg.ra else 0
+        self.retired = lanprefix.retire(self.lan_now, self.retired, current, now, retire_s)
+        for key, (p, _) in self.retired.items():
+            if key in self.lan_now:
+                log.warning("LAN %s: %s from WAN %s is gone (%s): announced with lifetimes 0, no longer routed",
+                            p.lan, p.prefix, p.wan, p.delegated)
+        for p in current:
+            old = self.lan_now.get((p.device, p.prefix))
+            if old is None or old.state != p.state:
+                log.info("LAN %s: %s from WAN %s (%s) %s", p.lan, p.prefix, p.wan, p.delegated, p.state)
+        self.lan_now = {(p.device, p.prefix): p for p in current}
+        every = current + [p for p, _ in self.retired.values()]
+        self.lan_since = {k: v for k, v in self.lan_since.items()
+                          if k[:2] in {(p.device, p.prefix) for p in every}}
+        for p in every:
+            self.lan_since.setdefault((p.device, p.prefix, p.state), now)
+        return every
+
+    def write_ra(self, lan: list[LanPrefix], default_router: bool) -> None:
+        """radvd's configuration, and its reload command when the text changed."""
+        ra = self.cfg.ra
+        if ra is None or not any(x.pd_subnet is not None for x in self.cfg.lans):
+            return
+        text = lanprefix.radvd_conf(self.cfg.lans, lan, ra, default_router)
+        if text == self.ra_written:
+            return
+        try:
+            write_text_atomic(ra.config, text)
+        except OSError as exc:
+            log.error("cannot write %s: %s", ra.config, exc)
+            return
+        self.ra_written = text
+        if ra.reload is None:
+            try:
+                pid = int(ra.pid_file.read_text().split()[0])
+                os.kill(pid, signal.SIGHUP)
+                self.told.discard("ra-reload")
+            except (OSError, ValueError, IndexError) as exc:
+                # radvd not (yet) running: it reads the file when it starts.
+                self._tell_once("ra-reload", logging.WARNING, "router advertisements: cannot signal radvd (%s): %s",
+                                ra.pid_file, exc)
+            return
+        try:
+            proc = subprocess.run(list(ra.reload), capture_output=True, text=True, timeout=RA_RELOAD_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.error("router advertisements: %s failed: %s", " ".join(ra.reload), exc)
+            return
+        if proc.returncode != 0:
+            why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            log.error("router advertisements: %s failed: %s", " ".join(ra.reload), why)
 
     def write_state(self, links, want) -> None:
         wans = []
@@ -352,8 +498,14 @@ class Wand:
                 last_probe_rtt_ms=None if h.rtt_ms is None else round(h.rtt_ms, 3),
                 in_default_route=any(wan.name in names for names in want.default_route.values()),
                 endpoints=tuple(sorted(e.id for e in endpoints.values() if e.device == wan.device)),
+                delegated=tuple(self.delegated.get(wan.device, ())) if wan.ipv6 == "dhcp" else None,
             ))
-        state = WanState(host=self.cfg.host, policy=self.cfg.policy, build=self.build, wans=tuple(wans))
+        lan = sorted(list(self.lan_now.values()) + [p for p, _ in self.retired.values()])
+        records = tuple(LanPrefixRecord(device=p.device, prefix=p.prefix, lan=p.lan, wan=p.wan, delegated=p.delegated,
+                                        state=p.state, since=_iso(self.lan_since.get((p.device, p.prefix, p.state), 0)))
+                        for p in lan)
+        state = WanState(host=self.cfg.host, policy=self.cfg.policy, build=self.build, wans=tuple(wans),
+                         lan_prefixes=records)
         if state != self.last_state:
             self._write(state)
         status = status_line(state)
@@ -394,6 +546,7 @@ class Wand:
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
             signal.signal(sig, on_signal)
         NetlinkWatcher(self.events).start()
+        FileWatcher(self.cfg.mcp_state, self.events).start()
         self.start_probes()
         upgraded_from = os.environ.pop(UPGRADED_FROM, None)
         if upgraded_from:

@@ -22,8 +22,9 @@ FAMILY_KEY = {AF_INET: "ipv4", AF_INET6: "ipv6"}
 MPTCP_LIMIT = 8  # the in-kernel path manager's maximum for subflows and add_addr_accepted
 
 # Rule priorities inside wand's band: per-WAN source and output-device rules, then the main
-# table without its default routes, then the balanced default route.
-FROM_OFFSET, OIF_OFFSET, SUPPRESS_OFFSET, DEFAULT_OFFSET = 10, 30, 50, 60
+# table without its default routes, then each WAN's LAN /64s (from its delegated prefix:
+# after main, so LAN to LAN traffic stays inside), then the balanced default route.
+FROM_OFFSET, OIF_OFFSET, SUPPRESS_OFFSET, LAN_FROM_OFFSET, DEFAULT_OFFSET = 10, 30, 50, 51, 60
 
 
 def _fam(family: int) -> str:
@@ -198,9 +199,17 @@ def nft_ruleset(cfg: WandConfig) -> str:
     return "\n".join(lines)
 
 
-def desired(cfg: WandConfig, links: dict[str, Link], health: dict[str, bool]) -> Desired:
+def desired(cfg: WandConfig, links: dict[str, Link], health: dict[str, bool], lan_prefixes=()) -> Desired:
+    """``lan_prefixes``: the LANs' /64s now (`lanprefix.LanPrefix`); those not retired get
+    the CPE's address on their LAN and a rule into their WAN's table."""
     d = Desired()
     band = cfg.rule_priority
+    index = {w.name: i for i, w in enumerate(cfg.wans)}
+    for p in lan_prefixes:
+        if p.state == "retired" or p.wan not in index:
+            continue
+        d.addresses.add(Address(p.device, p.address))
+        d.rules.add(Rule(AF_INET6, band + LAN_FROM_OFFSET + index[p.wan], cfg.wan(p.wan).table, src=p.prefix))
     for i, wan in enumerate(cfg.wans):
         link = links.get(wan.device)
         for family in FAMILIES:
