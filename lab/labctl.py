@@ -33,7 +33,7 @@ TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP / "src"))
 
 from mptcp_cpe.checks import InventoryError, is_ifname  # noqa: E402
-from mptcp_cpe.state import MCP_STATE, learned_mcps  # noqa: E402
+from mptcp_cpe.state import MCP_STATE, delegated_prefixes, learned_mcps  # noqa: E402
 
 DEFAULT_PREFIX = "mptcp-lab"
 DEFAULT_INVENTORY = TOP / "inventories" / "lab"
@@ -386,11 +386,14 @@ def summary(inventory: Path, prefix: str) -> int:
 
 
 def mcp_summary(mcp_state: Any) -> str:
-    """The MCP lists of a CPE's mcp.json, per WAN: ``wan1 [a]; wan2 [a] [b, c]``."""
-    by_wan: dict[str, list[list[str]]] = {}
-    for device, _, lists in learned_mcps(mcp_state):
-        by_wan.setdefault(device, []).extend(lists)
-    learned = [f"{wan} " + " ".join("[" + ", ".join(m) + "]" for m in lists) for wan, lists in by_wan.items()]
+    """What a CPE's DHCP clients learned (mcp.json), per WAN and family, with the prefixes
+    delegated to it: ``wan1 v4 [a] v6 [b] delegated 2001:db8:1000::/56; wan2 v4 [a] [b, c]``."""
+    by_wan: dict[str, list[str]] = {}
+    for device, fam, lists in learned_mcps(mcp_state):
+        by_wan.setdefault(device, []).append(f"{fam} " + (" ".join("[" + ", ".join(m) + "]" for m in lists) or "none"))
+    for device, prefixes in delegated_prefixes(mcp_state).items():
+        by_wan.setdefault(device, []).append("delegated " + ", ".join(prefixes))
+    learned = [f"{wan} " + " ".join(parts) for wan, parts in sorted(by_wan.items())]
     return "; ".join(learned) if learned else "none yet"
 
 

@@ -235,8 +235,9 @@ def cpe_base_sysctls(wans, extra=None):
     for wan in wans:
         # Loose reverse-path filtering: a reply may arrive on another WAN than its request left by.
         sysctls[sysctl_key(wan["device"], "rp_filter")] = "2"
-        if wan["ipv6"] in ("dhcp", "slaac"):
+        if wan["ipv6"] == "slaac":
             # A router (forwarding=1) ignores router advertisements unless accept_ra is 2.
+            # (A dhcp WAN's RAs are dhcpcd's: it reads them itself and turns the kernel's off.)
             sysctls[sysctl_key(wan["device"], "accept_ra", "ipv6")] = "2"
     for key, value in (extra or {}).items():
         sysctls[str(key)] = _sysctl_text(value)

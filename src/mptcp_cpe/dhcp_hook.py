@@ -190,7 +190,29 @@ def run(client: str, interface: str, event: str, values: list[str], state_file: 
     return 0
 
 
+def prune(state_file: Path, keep: list[str]) -> list[str]:
+    """Withdraw what mcp.json holds for every WAN device not in ``keep`` (a WAN removed from
+    the inventory: its clients are stopped, and their scripts no longer serve it); the
+    devices withdrawn, in name order."""
+    with locked(state_file):
+        state = read_json(state_file, EMPTY_MCP_STATE)
+        gone = sorted(d for d in (state.get("wans") or {}) if d not in keep)
+        new = state
+        for device in gone:
+            for family in ("v4", "v6"):
+                new = with_learned(new, device, family, None)
+        if gone:
+            write_json_atomic(state_file, new)
+    for device in gone:
+        log.info("%s is no DHCP WAN any more: its MCPs and delegated prefixes withdrawn", device)
+    return gone
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    q = sub.add_parser("dhcp-prune", help="withdraw the MCPs and prefixes of WANs that are no DHCP WAN any more")
+    q.add_argument("--keep", action="append", default=[], help="a WAN device that stays (repeat for each)")
+    q.add_argument("--state-file", type=Path, default=MCP_STATE)
+    q.set_defaults(func=prune_main)
     p = sub.add_parser("dhcp-hook", help="record the MCPs a WAN's DHCP client learned (called by the client's script)")
     p.add_argument("--client", required=True, choices=sorted(EVENTS))
     p.add_argument("--interface", required=True)
@@ -200,6 +222,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a prefix delegated with this DHCPv6 lease (prefix/length); repeat for each")
     p.add_argument("values", nargs="*", help="the option's value(s) as the client printed them")
     p.set_defaults(func=main)
+
+
+def prune_main(args: argparse.Namespace) -> int:
+    """Prints the devices withdrawn, one a line (the role tells changed from it)."""
+    setup_logging("dhcp-prune", None, pid=False, levels=False, syslog=True)
+    bad = [d for d in args.keep if not is_ifname(d)]
+    if bad:
+        log.error("--keep %r is not an interface name", bad[0])
+        return 2
+    try:
+        for device in prune(args.state_file, args.keep):
+            print(device)
+    except (StateFileError, OSError) as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:

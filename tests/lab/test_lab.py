@@ -169,15 +169,31 @@ def test_site_provisions_then_reports_no_change(lab):
     for host in ("isp", "cpe"):
         recap = [line for line in second.stdout.splitlines() if line.startswith(f"{host} ")]
         assert recap and "changed=0" in recap[0] and "failed=0" in recap[0], second.stdout[-3000:]
-    # The CPE's WANs took their leases and MCP lists from the isp's Kea.
+    # The CPE's WANs took their leases (DHCPv4 and DHCPv6), MCP lists and delegated
+    # prefixes from the isp's Kea.
     state = wait_for_mcps()
     assert state["wans"]["wan1"]["v4"]["mcps"] == [["203.0.113.1"]]
     assert state["wans"]["wan2"]["v4"]["mcps"] == [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]
+    assert state["wans"]["wan2"]["v6"]["mcps"] == [["2001:db8:0:200::1"], ["::ffff:203.0.113.2"]]
     summary = labctl("summary", "--prefix", PREFIX)
     assert summary.returncode == 0
     assert "cpe: Debian, mptcp-cpe" in summary.stdout
     assert "MPTCP limits: subflows 2, add_addr_accepted 2" in summary.stdout
-    assert "MCPs by DHCP: wan1 [203.0.113.1]; wan2 [203.0.113.1] [203.0.113.2, 203.0.113.3]" in summary.stdout
+    assert re.search(r"MCPs by DHCP: wan1 v4 \[203\.0\.113\.1\] v6 \[2001:db8:0:200::1\] delegated 2001:db8:10[0-9a-f:]*/56; "
+                     r"wan2 v4 \[203\.0\.113\.1\] \[203\.0\.113\.2, 203\.0\.113\.3\] "
+                     r"v6 \[2001:db8:0:200::1\] \[::ffff:203\.0\.113\.2\] delegated 2001:db8:20[0-9a-f:]*/56", summary.stdout), \
+        summary.stdout
+    # The LAN host has an address in each WAN's /64 (SLAAC, from the CPE's announcements).
+    deadline = time.monotonic() + 60
+    while True:
+        lan64 = [p["prefix"] for p in json.loads(dexec("cpe", "mptcp-cpe", "status", "--json").stdout)["wan"]["lan_prefixes"]
+                 if p["state"] == "preferred"]
+        have = [a.split("/")[0] for a in addrs("lanhost")["lan0"]]
+        inside = [n for n in lan64 if any(ipaddress.ip_address(a) in ipaddress.ip_network(n) for a in have)]
+        if len(inside) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(lan64) == 2 and len(inside) == 2, f"lanhost {have}; the LAN's /64s {lan64}"
 
 
 def recap(proc, host):
@@ -207,14 +223,15 @@ def test_check_mode_previews_exactly_what_would_change(lab):
     assert dexec("cpe", "cat", "/etc/mptcp-cpe/converter.json").stdout == config
 
 
-def wait_for_mcps(timeout=30.0):
+def wait_for_mcps(timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = dexec("cpe", "cat", "/run/mptcp-cpe/mcp.json")
-        if out.returncode == 0 and set(json.loads(out.stdout)["wans"]) == {"wan1", "wan2"}:
+        wans = json.loads(out.stdout)["wans"] if out.returncode == 0 else {}
+        if set(wans) == {"wan1", "wan2"} and all({"v4", "v6"} <= set(w) and w["v6"].get("prefixes") for w in wans.values()):
             return json.loads(out.stdout)
         time.sleep(0.5)
-    raise AssertionError(f"mcp.json never showed both WANs: {dexec('cpe', 'cat', '/run/mptcp-cpe/mcp.json').stdout}")
+    raise AssertionError(f"mcp.json never showed both WANs with both leases and a prefix: {dexec('cpe', 'cat', '/run/mptcp-cpe/mcp.json').stdout}")
 
 
 def host_view():

@@ -85,9 +85,9 @@ def _accept_loop(s: socket.socket) -> None:
         threading.Thread(target=_handle, args=(conn,), daemon=True).start()
 
 
-def client(verb: str, host: str, port: int, n: int, seed: int, timeout: float) -> dict:
+def client(verb: str, host: str, port: int, n: int, seed: int, timeout: float, source: str | None = None) -> dict:
     t0 = time.monotonic()
-    s = socket.create_connection((host, port), timeout=timeout)
+    s = socket.create_connection((host, port), timeout=timeout, source_address=(source, 0) if source else None)
     s.sendall(f"{verb} {n} {seed}\n".encode())
     out: dict = {"verb": verb, "octets_asked": n}
     if verb == "GET":
@@ -133,17 +133,20 @@ def main() -> int:
         c.add_argument("octets", type=int)
         c.add_argument("--seed", type=int, default=1)
         c.add_argument("--timeout", type=float, default=60)
+        c.add_argument("--source", help="the local address to connect from")
     w = sub.add_parser("who")
     w.add_argument("host")
     w.add_argument("port", type=int)
     w.add_argument("--timeout", type=float, default=20)
+    w.add_argument("--source", help="the local address to connect from")
     a = p.parse_args()
     if a.cmd == "serve":
         serve(a.addrs, a.port)
         return 0
     if a.cmd == "who":
         try:
-            s = socket.create_connection((a.host, a.port), timeout=a.timeout)
+            s = socket.create_connection((a.host, a.port), timeout=a.timeout,
+                                         source_address=(a.source, 0) if a.source else None)
             s.sendall(b"WHO 0 0\n")
             print(s.makefile("rb").readline().decode().strip())
             return 0
@@ -151,7 +154,7 @@ def main() -> int:
             print(f"error: {exc}")
             return 1
     try:
-        result = client(a.cmd.upper(), a.host, a.port, a.octets, a.seed, a.timeout)
+        result = client(a.cmd.upper(), a.host, a.port, a.octets, a.seed, a.timeout, a.source)
     except OSError as exc:
         print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
         return 1

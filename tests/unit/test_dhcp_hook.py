@@ -195,3 +195,21 @@ def test_cli_passes_prefixes(tmp_path):
               "--event", "BOUND6", "--prefix", "2001:db8:1000::/56", "--prefix", "2001:db8:1001::/56", ONE])
     assert dhcp_hook.delegated_prefixes(json.loads(state_file.read_text())) == {
         "wan1": ["2001:db8:1000::/56", "2001:db8:1001::/56"]}
+
+
+def test_prune_withdraws_the_wans_that_are_no_dhcp_wan_any_more(tmp_path, capsys):
+    from mptcp_cpe import cli
+    state_file = tmp_path / "mcp.json"
+    dhcp_hook.run("dhclient", "wan1", "BOUND", ["4,192,0,2,1"], state_file)
+    dhcp_hook.run("dhclient", "wan2", "BOUND", ["4,192,0,2,2"], state_file)
+    dhcp_hook.run("dhcpcd", "wan2", "BOUND6", [ONE], state_file, ["2001:db8:2000::/56"])
+    assert cli.main(["dhcp-prune", "--state-file", str(state_file), "--keep", "wan1"]) == 0
+    assert capsys.readouterr().out == "wan2\n"
+    assert list(json.loads(state_file.read_text())["wans"]) == ["wan1"]
+    # Nothing to withdraw: nothing printed, the file untouched.
+    before = state_file.stat().st_mtime_ns
+    assert cli.main(["dhcp-prune", "--state-file", str(state_file), "--keep", "wan1"]) == 0
+    assert capsys.readouterr().out == "" and state_file.stat().st_mtime_ns == before
+    assert cli.main(["dhcp-prune", "--state-file", str(state_file), "--keep", "bad/if"]) == 2
+    assert cli.main(["dhcp-prune", "--state-file", str(state_file)]) == 0
+    assert json.loads(state_file.read_text()) == EMPTY

@@ -175,7 +175,6 @@ def test_base_sysctls_for_wans():
         "net.ipv4.ip_forward": "1",
         "net.ipv6.conf.all.forwarding": "1",
         "net.ipv4.conf.eth0/100.rp_filter": "2",
-        "net.ipv6.conf.eth0/100.accept_ra": "2",
         "net.ipv4.conf.wwan0.rp_filter": "2",
         "net.ipv6.conf.wwan0.accept_ra": "2",
         "net.ipv4.conf.eth1.rp_filter": "2",
@@ -206,7 +205,7 @@ def test_base_sysctls_extra_override_and_convert():
         "net.ipv4.tcp_rmem": "4096 131072 6291456",
         "net.ipv4.tcp_fastopen": 3,
     }
-    sysctls = f.cpe_base_sysctls(checked({**DSL, "ipv6": "dhcp"}), extra)
+    sysctls = f.cpe_base_sysctls(checked({**DSL, "ipv6": "slaac"}), extra)
     assert sysctls == {
         "net.mptcp.enabled": "1",
         "net.ipv4.ip_forward": "0",

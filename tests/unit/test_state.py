@@ -86,6 +86,10 @@ def test_the_labs_summary_reads_mcp_json_through_the_state_module():
     sys.modules[spec.name] = labctl  # its dataclasses look their module up there
     spec.loader.exec_module(labctl)
     state = {"version": 1, "wans": {"wan2": {"v4": {"mcps": [["203.0.113.1"], ["203.0.113.2", "203.0.113.3"]]}},
-                                    "wan1": {"v4": {"mcps": [["203.0.113.1"]]}, "v6": {"mcps": [["2001:db8::1"]]}}}}
-    assert labctl.mcp_summary(state) == "wan1 [203.0.113.1] [2001:db8::1]; wan2 [203.0.113.1] [203.0.113.2, 203.0.113.3]"
+                                    "wan1": {"v4": {"mcps": [["203.0.113.1"]]},
+                                             "v6": {"mcps": [["2001:db8::1"]], "prefixes": ["2001:db8:1000::/56"]}},
+                                    "wan3": {"v6": {"mcps": [], "prefixes": ["2001:db8:3000::/56"]}}}}
+    assert labctl.mcp_summary(state) == ("wan1 v4 [203.0.113.1] v6 [2001:db8::1] delegated 2001:db8:1000::/56; "
+                                         "wan2 v4 [203.0.113.1] [203.0.113.2, 203.0.113.3]; "
+                                         "wan3 v6 none delegated 2001:db8:3000::/56")
     assert labctl.mcp_summary({}) == "none yet"
