@@ -20,7 +20,7 @@ import binascii
 import json
 import sys
 
-from . import __version__, converter, dhcp_hook, firewall, options, status
+from . import __version__, converter, dhcp_hook, firewall, kernelcaps, options, status
 from . import mcp as mcp_daemon
 from .build import build_id
 from .wand import command as wand_command
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     converter.add_parser(sub)
     mcp_daemon.add_parser(sub)
     firewall.add_parser(sub)
+    kernelcaps.add_parser(sub)
     return parser
 
 

@@ -233,6 +233,23 @@ def test_convert_message_rides_in_the_syn(daemons):
     assert passive >= 3, counters  # each SYN carried data the MCP accepted: no extra round trip
 
 
+def test_without_fast_open_the_convert_message_follows_the_handshake(daemons):
+    # What a kernel without TCP Fast Open on MPTCP sockets (Debian 12's 6.1) gets, forced by
+    # the setting: no SYN carries data, every connection is still converted.
+    daemons.mcp()
+    daemons.converter(fast_open="off")
+    assert who() == MCP_SEEN
+    sh("nstat", "-n", ns=NS["isp"])
+    for _ in range(3):
+        assert who() == MCP_SEEN
+    assert flow("get", SERVER, str(PORT), str(5 << 20))["ok"]
+    counters = sh("nstat", "-a", ns=NS["isp"]).stdout
+    passive = next((int(line.split()[1]) for line in counters.splitlines() if line.startswith("TcpExtTCPFastOpenPassive ")), 0)
+    assert passive == 0, counters
+    log = daemons.procs.log("converter")
+    assert log.count("the Convert message goes in the first data segment after the handshake") == 1, log
+
+
 def test_mcp_reached_over_ipv6(daemons):
     daemons.mcp()
     daemons.converter(mcps=[["2001:db8:a::1"]])

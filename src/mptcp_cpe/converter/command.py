@@ -10,6 +10,7 @@ import logging
 import socket
 from pathlib import Path
 
+from .. import kernelcaps
 from ..daemon import RelayDaemon
 from ..relay import WorkerSignals
 from ..settings import add_daemon_parser
@@ -46,10 +47,20 @@ class ConverterDaemon(RelayDaemon):
                 self.kernel.remove(cfg)
             return f"cannot set up interception: {exc}"
         self.holds = SharedHolds()  # before the workers fork: they share it
+        # What the kernel's MPTCP can do, asked once (not per worker, not per connection),
+        # and said once when it costs a round trip.
+        self.caps = kernelcaps.probe()
+        if cfg.fast_open == "off":
+            log.info("fast_open off: the Convert message goes in the first data segment after the handshake")
+        elif not self.caps.convert_in_syn:
+            log.warning("kernel %s: no TCP Fast Open on MPTCP sockets (%s): the Convert message goes in the first "
+                        "data segment after the handshake, one more round trip per converted connection",
+                        self.caps.release, self.caps.no_fast_open_reason())
         return None
 
     def work(self, index: int, socks: list[socket.socket]) -> int:
-        return ConverterWorker(self.cfg, self.args.config, socks, self.holds).run(WorkerSignals())
+        return ConverterWorker(self.cfg, self.args.config, socks, self.holds,
+                               kernel_fast_open=self.caps.mptcp_fast_open).run(WorkerSignals())
 
     def apply(self, new: ConverterConfig) -> bool:
         try:

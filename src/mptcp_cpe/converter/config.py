@@ -27,7 +27,7 @@ from ..state import MCP_STATE
 TOP_KEYS = frozenset({"host", "lan_interfaces", "mcp_port", "listen_port", "mcps", "mcp_file", "mcp_prefixes",
                       "lan_prefixes", "bypass", "connect_timeout_s", "reply_timeout_s", "retry_after_s", "replay_limit", "workers",
                       "pipe_size", "mptcp_rcvbuf", "drain_timeout_s", "fwmark", "route_table", "rule_priority",
-                      "route_protocol", "nft_table"})
+                      "route_protocol", "nft_table", "fast_open"})
 BYPASS_KEYS = frozenset({"destinations", "ports", "sources"})
 # Taken at start only: the listeners, the supervisor, and the kernel state the daemon owns
 # (a reload to another mark or table would strand the old ones). A reload changing one is refused.
@@ -66,6 +66,10 @@ class ConverterConfig:
     rule_priority: int = 9000
     route_protocol: int = 202
     nft_table: str = "mptcp_cpe_converter"
+    # auto: the Convert message rides in the SYN when the kernel can (TCP Fast Open on MPTCP
+    # sockets, Linux 6.2+); off: always after the handshake (an access network that drops
+    # SYNs with data). Either way without what the kernel lacks.
+    fast_open: str = "auto"
 
 
 def _mcp_lists(host: str, field: str, raw: Any) -> tuple[tuple[str, ...], ...]:
@@ -77,6 +81,18 @@ def _mcp_lists(host: str, field: str, raw: Any) -> tuple[tuple[str, ...], ...]:
             raise ConfigError(host, f"{field}[{i}]", "must be a non-empty list of addresses", mcp)
         out.append(tuple(unicast_address(host, f"{field}[{i}][{j}]", a) for j, a in enumerate(mcp)))
     return tuple(out)
+
+
+FAST_OPEN = ("auto", "off")
+
+
+def _fast_open(host: str, value: Any) -> str:
+    # YAML reads an unquoted off as false (and on as true): take them for what was meant.
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    if value not in FAST_OPEN:
+        raise ConfigError(host, "fast_open", f"must be one of {', '.join(FAST_OPEN)}", value)
+    return value
 
 
 def from_dict(raw: Any, host: str = "localhost") -> ConverterConfig:
@@ -115,6 +131,7 @@ def from_dict(raw: Any, host: str = "localhost") -> ConverterConfig:
         rule_priority=errors.check(integer, host, "rule_priority", raw.get("rule_priority", d.rule_priority), 1, 32765),
         route_protocol=errors.check(route_protocol, host, "route_protocol", raw.get("route_protocol", d.route_protocol)),
         nft_table=errors.check(nft_name, host, "nft_table", raw.get("nft_table", d.nft_table)),
+        fast_open=errors.check(_fast_open, host, raw.get("fast_open", d.fast_open)),
     )
     errors.raise_any()
     if cfg.route_table in (253, 254, 255):

@@ -29,7 +29,9 @@ DESTINATION_ERRORS = frozenset({rfc8803.ErrorCode.CONNECTION_RESET, rfc8803.Erro
 
 class State(Enum):
     NEW = "new"
-    MCP_CONNECTING = "connecting to an MCP"  # the SYN carries the Convert message and the client's first data
+    # With TCP Fast Open the SYN carries the Convert message and the client's first data;
+    # without (fast_open off, or a kernel before 6.2), the first segment after the handshake.
+    MCP_CONNECTING = "connecting to an MCP"
     MCP_WAITING = "waiting for the MCP's Convert message"
     DIRECT_CONNECTING = "connecting to the destination"
     RELAYING = "handed to a relay"
@@ -113,8 +115,9 @@ class Conversion:
             self._connect_direct()
             return
         up.setblocking(False)
-        with contextlib.suppress(OSError):
-            up.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+        if self.w.fast_open:
+            with contextlib.suppress(OSError):
+                up.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
         set_rcvbuf(up, self.w.cfg.mptcp_rcvbuf)
         self.up = up
         cookie = self.w.book.cookies.get(address)

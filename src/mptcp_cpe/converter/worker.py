@@ -63,8 +63,10 @@ class RefusalLog:
 
 class ConverterWorker:
     def __init__(self, cfg: ConverterConfig, config_path: Path | None, listeners: list[socket.socket],
-                 holds: SharedHolds | None = None, local: Any = None):
+                 holds: SharedHolds | None = None, local: Any = None, kernel_fast_open: bool = True):
         self.cfg, self.config_path, self.listeners = cfg, config_path, listeners
+        # The kernel takes TCP_FASTOPEN_CONNECT on MPTCP sockets (kernelcaps, probed once at start).
+        self.kernel_fast_open = kernel_fast_open
         self.loop = Loop()
         self.local = local if local is not None else LocalAddresses()
         self.book = McpBook(cfg, holds or SharedHolds(), local=self.local)
@@ -74,6 +76,11 @@ class ConverterWorker:
         self.refusals = RefusalLog()
         self.refusal_timer = None
         self.proto = IPPROTO_MPTCP
+
+    @property
+    def fast_open(self) -> bool:
+        """The Convert message rides in the SYN (TCP Fast Open): the config allows it and the kernel can."""
+        return self.cfg.fast_open == "auto" and self.kernel_fast_open
 
     def done(self, conv: Conversion) -> None:
         self.pending.discard(conv)
