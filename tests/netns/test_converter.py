@@ -228,7 +228,7 @@ def test_convert_message_rides_in_the_syn(daemons):
     sh("nstat", "-n", ns=NS["isp"])
     for _ in range(3):
         assert who() == MCP_SEEN
-    counters = sh("nstat", "-a", ns=NS["isp"]).stdout
+    counters = sh("nstat", ns=NS["isp"]).stdout  # what changed since `nstat -n`
     passive = next((int(line.split()[1]) for line in counters.splitlines() if line.startswith("TcpExtTCPFastOpenPassive ")), 0)
     assert passive >= 3, counters  # each SYN carried data the MCP accepted: no extra round trip
 
@@ -243,7 +243,7 @@ def test_without_fast_open_the_convert_message_follows_the_handshake(daemons):
     for _ in range(3):
         assert who() == MCP_SEEN
     assert flow("get", SERVER, str(PORT), str(5 << 20))["ok"]
-    counters = sh("nstat", "-a", ns=NS["isp"]).stdout
+    counters = sh("nstat", ns=NS["isp"]).stdout  # what changed since `nstat -n`
     passive = next((int(line.split()[1]) for line in counters.splitlines() if line.startswith("TcpExtTCPFastOpenPassive ")), 0)
     assert passive == 0, counters
     log = daemons.procs.log("converter")
