@@ -543,7 +543,7 @@ def test_converter_config_with_the_role_defaults():
         "mcp_file": "/run/mptcp-cpe/mcp.json", "mcp_prefixes": [], "lan_prefixes": [],
         "bypass": {"destinations": [], "ports": [], "sources": []}, "connect_timeout_s": 3.0, "reply_timeout_s": 15.0, "retry_after_s": 30.0, "replay_limit": 65536,
         "workers": 0, "pipe_size": 262144, "mptcp_rcvbuf": 4194304, "drain_timeout_s": 30.0, "fwmark": 8803, "route_table": 199,
-        "rule_priority": 9000, "route_protocol": 202, "nft_table": "mptcp_cpe_converter",
+        "rule_priority": 9000, "route_protocol": 202, "nft_table": "mptcp_cpe_converter", "fast_open": "auto",
     }
 
 
