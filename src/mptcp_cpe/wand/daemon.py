@@ -438,8 +438,8 @@ class Wand:
                 log.info("LAN %s: %s from WAN %s (%s) %s", p.lan, p.prefix, p.wan, p.delegated, p.state)
         self.lan_now = {(p.device, p.prefix): p for p in current}
         every = current + [p for p, _ in self.retired.values()]
-        self.lan_since = {k: v for k, v in self.lan_since.items()
-                          if k[:2] in {(p.device, p.prefix) for p in every}}
+        announced = {(p.device, p.prefix) for p in every}
+        self.lan_since = {k: v for k, v in self.lan_since.items() if k[:2] in announced}
         for p in every:
             self.lan_since.setdefault((p.device, p.prefix, p.state), now)
         return every

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checks import ConfigError, absolute_path, integer, key_names
+from ..checks import ConfigError, absolute_path, check_keys, integer
 
 PREFERRED, DEPRECATED, RETIRED = "preferred", "deprecated", "retired"
 RA_KEYS = frozenset({"config", "pid_file", "reload", "interval_s", "preferred_s", "valid_s", "retire_s"})
@@ -57,11 +57,7 @@ class RaSettings:
 
 
 def ra_settings(host: str, raw: Any) -> RaSettings:
-    if not isinstance(raw, dict):
-        raise ConfigError(host, "ra", "must be a mapping with config, pid_file, reload, interval_s, preferred_s, valid_s, retire_s", raw)
-    unknown = set(raw) - RA_KEYS
-    if unknown:
-        raise ConfigError(host, "ra", f"unknown keys {key_names(unknown)}; allowed: {sorted(RA_KEYS)}", show_value=False)
+    check_keys(host, "ra", raw, RA_KEYS)
     d = RaSettings()
     reload = raw.get("reload")
     if reload is not None and (not isinstance(reload, list) or not reload or not all(isinstance(a, str) and a for a in reload)):
