@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from netlab import link_pair, needs_root, procs, sh, wait_for  # noqa: F401 - procs is a fixture
+from netlab import LabError, ProcessExited, link_pair, needs_root, procs, sh, wait_for  # noqa: F401 - procs is a fixture
 
 from helpers import TOP, VENV_BIN
 
@@ -138,9 +138,18 @@ def test_address_prefix_and_every_mcp_instance_then_renew_and_release(tmp_path, 
     assert [a for a in b0_globals(cli) if a.startswith("2001:db8:0:1::1")], b0_globals(cli)
     # The ISP's router became b0's default route, at the WAN's metric.
     assert "metric 101" in sh("ip", "-6", "route", "show", "default", "dev", "b0", ns=cli).stdout
-    # Renew (dhcpcd -N): the same MCPs and prefix, recorded again.
-    sh(*dhcpcd(conf, "-N"), ns=cli, timeout=30)
-    procs.wait_for("the renewal", lambda: state(tmp_path)["wans"]["b0"]["v6"]["event"] == "RENEW6", timeout=20)
+    # Renew (dhcpcd -N): the same MCPs and prefix, recorded again. A -N sent right after
+    # BOUND6's script was once not acted on (CI: no renewal in 20 s): ask up to three times.
+    for attempt in range(3):
+        sh(*dhcpcd(conf, "-N"), ns=cli, timeout=30)
+        try:
+            procs.wait_for("the renewal", lambda: state(tmp_path)["wans"]["b0"]["v6"]["event"] == "RENEW6", timeout=10)
+            break
+        except ProcessExited:
+            raise
+        except LabError:
+            if attempt == 2:
+                raise
     assert state(tmp_path)["wans"]["b0"]["v6"]["mcps"] == MCPS
     assert state(tmp_path)["wans"]["b0"]["v6"]["prefixes"] == ["2001:db8:1000::/56"]
     # Release (dhcpcd -k): MCPs and prefix withdrawn, the address gone, Kea told.
