@@ -18,11 +18,11 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from mptcp_cpe import checks, converter, firewall, inventory, kea, mcp
+    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp
     from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from mptcp_cpe import checks, converter, firewall, inventory, kea, mcp
+    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp
     from mptcp_cpe.wand import config as wand_config
 
 # The kernel's in-kernel path manager refuses limits above this (MPTCP_PM_ADDR_MAX).
@@ -270,10 +270,34 @@ def mptcp_limits_for(wans):
     return {"add_addr_accepted": n, "subflows": n}
 
 
+def firmware_settings(role_settings, host):
+    """Role cpe_firmware's settings (by firmware.FIELDS' keys), checked; every mistake at once."""
+    return dataclasses.asdict(_checked(firmware.settings, host, role_settings))
+
+
+def firmware_packages(listed, settings):
+    """The firmware base's package list: firmware/debian/packages' text, the device's kernel
+    and its extra packages (settings: mptcp_cpe_firmware_settings')."""
+    return firmware.base_packages(listed, firmware.Settings(**{**settings, "packages_extra": tuple(settings["packages_extra"]),
+                                                               "prune_extra": tuple(settings["prune_extra"])}))
+
+
+def firmware_prune(listed, settings):
+    """The base's dpkg path-exclude file: firmware/debian/prune's text and the device's extra patterns."""
+    return firmware.prune_options(listed, firmware.Settings(**{**settings, "packages_extra": tuple(settings["packages_extra"]),
+                                                               "prune_extra": tuple(settings["prune_extra"])}))
+
+
+def firmware_device(hostvars):
+    """The inventory data that goes into a device's manifest (the cpe_* variables, secrets
+    and vault-encrypted values left out)."""
+    return firmware.device_data(dict(hostvars))
+
+
 # The filters that check inventory data, which mptcp_cpe_problems runs.
 CHECKS = frozenset({"mptcp_cpe_wans", "mptcp_cpe_option_code", "mptcp_cpe_kea_config", "mptcp_cpe_wand_config",
                     "mptcp_cpe_converter_config", "mptcp_cpe_lan_prefixes", "mptcp_cpe_mcp_config",
-                    "mptcp_cpe_converter_sysctls", "mptcp_cpe_firewall_config"})
+                    "mptcp_cpe_converter_sysctls", "mptcp_cpe_firewall_config", "mptcp_cpe_firmware_settings"})
 
 
 class FilterModule:
@@ -294,5 +318,9 @@ class FilterModule:
             "mptcp_cpe_converter_sysctls": converter_sysctls,
             "mptcp_cpe_firewall_config": firewall_config,
             "mptcp_cpe_firewall_management_path": firewall_management_path,
+            "mptcp_cpe_firmware_settings": firmware_settings,
+            "mptcp_cpe_firmware_packages": firmware_packages,
+            "mptcp_cpe_firmware_prune": firmware_prune,
+            "mptcp_cpe_firmware_device": firmware_device,
             "mptcp_cpe_problems": problems,
         }

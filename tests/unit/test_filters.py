@@ -61,6 +61,10 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_converter_sysctls": f.converter_sysctls,
         "mptcp_cpe_firewall_config": f.firewall_config,
         "mptcp_cpe_firewall_management_path": f.firewall_management_path,
+        "mptcp_cpe_firmware_settings": f.firmware_settings,
+        "mptcp_cpe_firmware_packages": f.firmware_packages,
+        "mptcp_cpe_firmware_prune": f.firmware_prune,
+        "mptcp_cpe_firmware_device": f.firmware_device,
         "mptcp_cpe_problems": f.problems,
     }
 
@@ -993,3 +997,14 @@ def test_every_mistake_of_the_firewalls_data_at_once():
         f"{FW_HOST}: cpe_management_prefixes[0]: not a prefix (an address and a length, host bits zero) (got '198.18.200.1/24')",
         f"{FW_HOST}: cpe_port_forwards[0] (cam).to: not inside a LAN prefix (the LANs' IPv4 prefixes: 198.18.1.0/24) (got '198.51.100.7')",
     ]
+
+
+def test_firmware_filters_check_and_render_the_base_inputs():
+    raw = {"arch": "amd64", "kernel": "stable", "source_date_epoch": "", "base_epoch": 1735689600,
+           "packages_extra": ["htop"], "prune_extra": ["/usr/share/zoneinfo/*"]}
+    settings = f.firmware_settings(raw, "cpe1")
+    assert settings["kernel"] == "stable" and settings["source_date_epoch"] is None
+    assert f.firmware_packages("systemd\n", settings) == ["systemd", "linux-image-amd64", "htop"]
+    assert f.firmware_prune("path-exclude=/usr/share/doc/*\n", settings).splitlines()[-1] == "path-exclude=/usr/share/zoneinfo/*"
+    assert f.problems("mptcp_cpe_firmware_settings", {**raw, "arch": "mips"}, "cpe1") == [
+        "cpe1: cpe_firmware_arch: must be one of amd64, arm64 (got 'mips')"]

@@ -1,0 +1,454 @@
+"""Firmware images (firmware.yml, role cpe_firmware), on the controller.
+
+A device's image is a cached base (roles/cpe_firmware/files/build-base: mmdebstrap, once per architecture and
+package set) plus the device's own layer: what applying the CPE roles to a container of the
+base changed. This module checks the role's settings, computes that layer from the exported
+container, and writes the artifacts deterministically (same inputs and SOURCE_DATE_EPOCH:
+the same bytes) with their manifest:
+
+    python -m mptcp_cpe.firmware assemble --host H --container C --base DIR --out DIR
+        --epoch S --device-json FILE [--kernel-choice K]
+
+Everything goes to ``<out>.partial`` first and replaces ``<out>`` only when complete: a
+failed build leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from . import checks
+from .checks import InventoryError
+
+ARCHES = ("amd64", "arm64")
+KERNELS = ("backports", "stable")
+# A Debian package name (policy 5.6.1), optionally pinned to a release: pkg/bookworm-backports.
+PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(/[a-z0-9-]+)?")
+# dpkg path-exclude/path-include patterns: absolute, no whitespace.
+PRUNE = re.compile(r"/\S*")
+# Inventory keys that never go into a manifest, wherever they appear.
+SECRET = re.compile(r"pass|secret|token|private|(^|_)key($|_)|vault", re.IGNORECASE)
+# The settings of role cpe_firmware, by their inventory names.
+FIELDS = {"arch": "cpe_firmware_arch", "kernel": "cpe_firmware_kernel",
+          "source_date_epoch": "cpe_firmware_source_date_epoch", "base_epoch": "cpe_firmware_base_epoch",
+          "packages_extra": "cpe_firmware_packages_extra", "prune_extra": "cpe_firmware_prune_extra"}
+# Paths whose content in an image is the base's, whatever the build container did there:
+# docker's own (device nodes, bind-mounted files, /.dockerenv) and the scratch a build leaves
+# (Ansible's temporary files, apt's caches, runtime state).
+AS_IN_BASE = (".dockerenv", "dev", "proc", "sys", "run", "tmp", "var/tmp", "etc/hosts", "etc/resolv.conf",
+              "etc/hostname", "etc/mtab", "root/.ansible", "root/.cache", "var/cache/apt", "var/lib/apt/lists",
+              "var/log/apt", "var/log/dpkg.log", "var/log/alternatives.log", "var/cache/ldconfig")
+EPOCH_MAX = 2**32 - 1
+# Where a build puts things on the controller: no part of what goes into a device.
+BUILD_PLACES = frozenset({"cpe_firmware_output_dir", "cpe_firmware_cache_dir"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    arch: str
+    kernel: str
+    source_date_epoch: int | None
+    base_epoch: int
+    packages_extra: tuple[str, ...]
+    prune_extra: tuple[str, ...]
+
+    def kernel_package(self) -> str:
+        """The Debian kernel the image boots: bookworm-backports' (6.12) or bookworm's own (6.1)."""
+        pkg = f"linux-image-{self.arch}"
+        return f"{pkg}/bookworm-backports" if self.kernel == "backports" else pkg
+
+
+def _epoch(host: str, field: str, value: Any) -> int:
+    """Seconds since 1970, as a number or (SOURCE_DATE_EPOCH's own form, ansible-playbook -e) digits."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    return checks.integer(host, field, value, 1, EPOCH_MAX)
+
+
+def _strings(host: str, field: str, value: Any, pattern: re.Pattern, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise InventoryError(host, field, f"must be a list of {what}", value)
+    for item in value:
+        if not isinstance(item, str) or pattern.fullmatch(item) is None:
+            raise InventoryError(host, field, f"each item must be {what}", item)
+    return tuple(value)
+
+
+def settings(host: str, raw: dict) -> Settings:
+    """The role's settings (by the keys of FIELDS), every mistake found at once."""
+    errors = checks.Errors()
+    arch = raw.get("arch")
+    if arch not in ARCHES:
+        errors.found.append(InventoryError(host, FIELDS["arch"], f"must be one of {', '.join(ARCHES)}", arch))
+    kernel = raw.get("kernel")
+    if kernel not in KERNELS:
+        errors.found.append(InventoryError(host, FIELDS["kernel"],
+                                           "must be backports (bookworm-backports' 6.12) or stable (bookworm's 6.1)", kernel))
+    sde = raw.get("source_date_epoch")
+    sde = None if sde in (None, "") else errors.check(_epoch, host, FIELDS["source_date_epoch"], sde)
+    base_epoch = errors.check(_epoch, host, FIELDS["base_epoch"], raw.get("base_epoch"))
+    extra = errors.check(_strings, host, FIELDS["packages_extra"], raw.get("packages_extra"), PACKAGE,
+                         "a Debian package name (pkg or pkg/release)", default=())
+    prune = errors.check(_strings, host, FIELDS["prune_extra"], raw.get("prune_extra"), PRUNE,
+                         "an absolute path pattern for dpkg's path-exclude", default=())
+    errors.raise_any()
+    return Settings(arch, kernel, sde, base_epoch, extra, prune)
+
+
+def base_packages(listed: str, s: Settings) -> list[str]:
+    """The base's package list: the project's (firmware/debian/packages, comments dropped),
+    the kernel of the device's choice, and the inventory's extra packages."""
+    names = [line.split("#", 1)[0].strip() for line in listed.splitlines()]
+    return [n for n in names if n] + [s.kernel_package(), *s.packages_extra]
+
+
+def prune_options(listed: str, s: Settings) -> str:
+    """dpkg's path-exclude lines for the base: the project's list and the inventory's extra."""
+    lines = [line for line in listed.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return "\n".join(lines + [f"path-exclude={p}" for p in s.prune_extra]) + "\n"
+
+
+def device_data(hostvars: dict) -> dict:
+    """The inventory data that went into a device's image, for its manifest: the roles' own
+    variables (cpe_*), without anything that looks like a secret or is vault-encrypted, and
+    without where the build went on the controller (the same device built elsewhere is the
+    same image)."""
+    out = {}
+    for name in sorted(hostvars):
+        if not name.startswith("cpe_") or SECRET.search(name) or name in BUILD_PLACES:
+            continue
+        value = _public(hostvars[name])
+        if value is not _SECRET:
+            out[name] = value
+    return out
+
+
+_SECRET = object()
+
+
+def _public(value: Any) -> Any:
+    if type(value).__name__ == "AnsibleVaultEncryptedUnicode" or hasattr(value, "_ciphertext"):
+        return _SECRET
+    if isinstance(value, dict):
+        items = {k: _public(v) for k, v in value.items() if not SECRET.search(str(k))}
+        return {k: v for k, v in items.items() if v is not _SECRET}
+    if isinstance(value, (list, tuple)):
+        return [v for v in (_public(v) for v in value) if v is not _SECRET]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+# --- the layer -------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """What makes one path of a tree what it is (mtime aside: the build clamps it)."""
+    kind: str          # f, d, l, c, b, p
+    mode: int
+    uid: int
+    gid: int
+    size: int = 0
+    digest: str = ""   # sha256 of a file's bytes
+    target: str = ""   # a symlink's target, a hard link's first path
+    dev: tuple[int, int] = (0, 0)
+
+
+def _sha256(fileobj) -> str:
+    h = hashlib.sha256()
+    for chunk in iter(lambda: fileobj.read(1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def index_tar(path: Path) -> dict[str, Entry]:
+    """The entries of a base's rootfs.tar, by path relative to the root ('' is the root)."""
+    out: dict[str, Entry] = {}
+    with tarfile.open(path) as tar:
+        for m in tar:
+            name = os.path.normpath(m.name).lstrip("./") if m.name not in (".", "./") else ""
+            mode = stat.S_IMODE(m.mode)
+            if m.isreg():
+                f = tar.extractfile(m)
+                out[name] = Entry("f", mode, m.uid, m.gid, m.size, _sha256(f))
+            elif m.islnk():
+                link = os.path.normpath(m.linkname).lstrip("./")
+                out[name] = dataclasses.replace(out[link]) if link in out else Entry("f", mode, m.uid, m.gid)
+            elif m.isdir():
+                out[name] = Entry("d", mode, m.uid, m.gid)
+            elif m.issym():
+                out[name] = Entry("l", 0o777, m.uid, m.gid, target=m.linkname)
+            elif m.ischr() or m.isblk():
+                out[name] = Entry("c" if m.ischr() else "b", mode, m.uid, m.gid, dev=(m.devmajor, m.devminor))
+            elif m.isfifo():
+                out[name] = Entry("p", mode, m.uid, m.gid)
+    return out
+
+
+def cached_index(base: Path) -> dict[str, Entry]:
+    """index_tar of base/rootfs.tar, kept beside it (index.json) after the first time."""
+    cache = base / "index.json"
+    if cache.exists():
+        raw = json.loads(cache.read_text())
+        return {k: Entry(*v[:7], tuple(v[7])) for k, v in raw.items()}
+    index = index_tar(base / "rootfs.tar")
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: dataclasses.astuple(v) for k, v in index.items()}))
+    tmp.replace(cache)
+    return index
+
+
+def tree_entry(root: Path, rel: str, base: Entry | None) -> Entry:
+    st = os.lstat(root / rel if rel else root)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISREG(st.st_mode):
+        if base is not None and base.kind == "f" and base.size != st.st_size:
+            return Entry("f", mode, st.st_uid, st.st_gid, st.st_size, "changed")
+        with open(root / rel, "rb") as f:
+            return Entry("f", mode, st.st_uid, st.st_gid, st.st_size, _sha256(f))
+    if stat.S_ISDIR(st.st_mode):
+        return Entry("d", mode, st.st_uid, st.st_gid)
+    if stat.S_ISLNK(st.st_mode):
+        return Entry("l", 0o777, st.st_uid, st.st_gid, target=os.readlink(root / rel))
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return Entry("c" if stat.S_ISCHR(st.st_mode) else "b", mode, st.st_uid, st.st_gid,
+                     dev=(os.major(st.st_rdev), os.minor(st.st_rdev)))
+    return Entry("p", mode, st.st_uid, st.st_gid)
+
+
+def walk(root: Path) -> Iterable[str]:
+    """Every path under root, relative, sorted (parents before children)."""
+    yield ""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        names = sorted(os.listdir(root / rel if rel else root), reverse=True)
+        for name in names:
+            sub = f"{rel}/{name}" if rel else name
+            yield sub
+            if os.path.isdir(root / sub) and not os.path.islink(root / sub):
+                stack.append(sub)
+
+
+def layer_plan(base: dict[str, Entry], root: Path) -> tuple[list[str], list[str]]:
+    """What the device's tree adds or changes against the base (paths), and what it removes
+    (the topmost removed paths: a removed directory stands for its content)."""
+    changed, seen = [], set()
+    for rel in walk(root):
+        seen.add(rel)
+        b = base.get(rel)
+        if b is None or tree_entry(root, rel, b) != b:
+            changed.append(rel)
+    removed = []
+    for rel in sorted(set(base) - seen):
+        parent = rel.rpartition("/")[0]
+        if parent in seen or parent == "":
+            removed.append(rel)
+    return sorted(changed), removed
+
+
+def make_layer(root: Path, changed: list[str], removed: list[str], layer: Path) -> None:
+    """The layer as an overlayfs upper tree: the changed paths (with the directories leading to
+    them, as the device has them) and a whiteout (character device 0/0) per removed path."""
+    layer.mkdir()
+    wanted = set(changed)
+    for rel in changed + removed:
+        parts = rel.split("/")
+        wanted.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    wanted.discard("")
+    for rel in sorted(wanted):
+        src, dst = root / rel, layer / rel
+        if rel in removed:
+            continue
+        st = os.lstat(src)
+        if stat.S_ISDIR(st.st_mode):
+            dst.mkdir()
+            shutil.copystat(src, dst, follow_symlinks=False)
+            os.chown(dst, st.st_uid, st.st_gid)
+        elif stat.S_ISREG(st.st_mode):
+            os.link(src, dst)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), dst)
+            os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+        else:
+            os.mknod(dst, st.st_mode, st.st_rdev)
+            os.chown(dst, st.st_uid, st.st_gid)
+    for rel in removed:
+        os.mknod(layer / rel, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    stat_root = os.lstat(root)
+    os.chmod(layer, stat.S_IMODE(stat_root.st_mode))
+
+
+# --- the artifacts ---------------------------------------------------------------------
+
+def run(*cmd: str, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])}: exit {proc.returncode}: {proc.stderr.strip()[-800:]}")
+    return proc
+
+
+def deterministic_tar(root: Path, out: Path, epoch: int) -> None:
+    """root as a tar whose bytes depend only on the tree and epoch: sorted names, numeric
+    owners, mtimes clamped to epoch, no atime/ctime, xattrs (file capabilities) kept."""
+    run("tar", "--create", "--file", str(out), "--directory", str(root), "--sort=name", "--format=posix",
+        "--numeric-owner", f"--mtime=@{epoch}", "--clamp-mtime", "--xattrs", "--xattrs-include=security.*",
+        "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime", ".")
+
+
+# squashfs compression: xz in 1 MiB blocks (12 % smaller than zstd -19 on a CPE's base),
+# with the branch-call filter of the target's instruction set where squashfs has one.
+XZ_BCJ = {"amd64": "x86"}
+
+
+def squashfs(src: Path, out: Path, epoch: int, arch: str) -> None:
+    """src as a reproducible squashfs: every timestamp is epoch."""
+    bcj = ["-Xbcj", XZ_BCJ[arch]] if arch in XZ_BCJ else []
+    run("mksquashfs", str(src), str(out), "-noappend", "-comp", "xz", *bcj, "-b", "1M", "-reproducible",
+        "-mkfs-time", str(epoch), "-all-time", str(epoch), "-no-progress", "-quiet", "-processors", "2")
+
+
+def base_squashfs(base: Path, epoch: int, arch: str) -> Path:
+    """The base's squashfs, compressed once per base and cached beside its rootfs.tar."""
+    out = base / "base.squashfs"
+    if out.exists():
+        return out
+    tmp = Path(run("mktemp", "-d", str(base / ".sqfs.XXXXXX")).stdout.strip())
+    try:
+        root = tmp / "root"
+        root.mkdir()
+        run("tar", "--extract", "--file", str(base / "rootfs.tar"), "--directory", str(root), "--numeric-owner",
+            "--same-permissions", "--xattrs", "--xattrs-include=*")
+        squashfs(root, tmp / "base.squashfs", epoch, arch)
+        (tmp / "base.squashfs").replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def dpkg_packages(root: Path) -> list[dict]:
+    """The packages installed in a tree (its dpkg status), sorted by name."""
+    out = []
+    for para in (root / "var/lib/dpkg/status").read_text().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in para.splitlines() if ": " in line and not line.startswith(" "))
+        if fields.get("Status", "").endswith(" installed"):
+            out.append({"name": fields["Package"], "version": fields["Version"], "arch": fields.get("Architecture", "")})
+    return sorted(out, key=lambda p: p["name"])
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return _sha256(f)
+
+
+def clean_export(root: Path, base: Path, index: dict[str, Entry], host: str) -> None:
+    """Put the paths of AS_IN_BASE back as the base has them (or take them out, where the base
+    has none), and name the device (/etc/hostname)."""
+    for rel in AS_IN_BASE:
+        p = root / rel
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    present = [f"./{rel}" for rel in AS_IN_BASE if rel in index]
+    run("tar", "--extract", "--file", str(base / "rootfs.tar"), "--directory", str(root), "--numeric-owner",
+        "--same-permissions", "--xattrs", "--xattrs-include=*", *present)
+    (root / "etc/hostname").write_text(f"{host}\n")
+
+
+def assemble(host: str, container: str, base: Path, out: Path, epoch: int, device: dict,
+             kernel_choice: str) -> dict:
+    """Export the build container, compute the device's layer, write the artifacts and the
+    manifest to out (via out.partial). Returns the manifest."""
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    work = partial / ".work"
+    try:
+        root = work / "root"
+        root.mkdir(parents=True)
+        export = subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE)
+        untar = subprocess.run(["tar", "--extract", "--directory", str(root), "--numeric-owner", "--same-permissions",
+                                "--xattrs", "--xattrs-include=*"], stdin=export.stdout, capture_output=True, text=True)
+        export.stdout.close()
+        if export.wait() != 0 or untar.returncode != 0:
+            raise RuntimeError(f"docker export {container}: {untar.stderr.strip()[-400:]}")
+        index = cached_index(base)
+        clean_export(root, base, index, host)
+        changed, removed = layer_plan(index, root)
+        make_layer(root, changed, removed, work / "layer")
+
+        inputs = json.loads((base / "inputs.json").read_text())
+        shared = base_squashfs(base, inputs["source_date_epoch"], inputs["arch"])
+        try:
+            os.link(shared, partial / "base.squashfs")
+        except OSError:
+            shutil.copyfile(shared, partial / "base.squashfs")
+        squashfs(work / "layer", partial / "layer.squashfs", epoch, inputs["arch"])
+        deterministic_tar(root, partial / "rootfs.tar", epoch)
+
+        # cpe_base's link to the installed package: which code the image carries.
+        build_id = run("docker", "exec", container, "/usr/local/bin/mptcp-cpe", "--build-id").stdout.strip()
+        packages = dpkg_packages(root)
+        kernels = sorted(p["version"] for p in packages if re.fullmatch(r"linux-image-\d.*", p["name"]))
+        manifest = {
+            "version": 1,
+            "host": host,
+            "mptcp_cpe_build_id": build_id,
+            "source_date_epoch": epoch,
+            "base": {**inputs, "squashfs_sha256": file_sha256(shared)},
+            "kernel": {"choice": kernel_choice, "versions": kernels},
+            "layout": {"root": "overlay of layer.squashfs over base.squashfs (read-only)",
+                       "layer_paths": len(changed), "layer_removed": removed},
+            "artifacts": {name: {"sha256": file_sha256(partial / name), "bytes": (partial / name).stat().st_size}
+                          for name in ("rootfs.tar", "base.squashfs", "layer.squashfs")},
+            "packages": packages,
+            "device": device,
+        }
+        shutil.rmtree(work)
+        (partial / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        shutil.rmtree(out, ignore_errors=True)
+        partial.replace(out)
+        return manifest
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mptcp_cpe.firmware")
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("assemble", help="a device's artifacts and manifest from its build container")
+    a.add_argument("--host", required=True)
+    a.add_argument("--container", required=True)
+    a.add_argument("--base", required=True, type=Path)
+    a.add_argument("--out", required=True, type=Path)
+    a.add_argument("--epoch", required=True, type=int)
+    a.add_argument("--device-json", required=True, type=Path)
+    a.add_argument("--kernel-choice", default="backports")
+    args = p.parse_args(argv)
+    try:
+        m = assemble(args.host, args.container, args.base, args.out, args.epoch,
+                     json.loads(args.device_json.read_text()), args.kernel_choice)
+    except (RuntimeError, OSError) as exc:
+        print(f"firmware: {args.host}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: v["sha256"] for k, v in m["artifacts"].items()}, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""firmware.yml on the lab inventory: the lab CPE's image is built twice from the same inputs
+(byte-identical), holds what site.yml would install with the image-mode branches' effects
+(units enabled, not run; sysctl files; no identity baked in), keeps the kernel modules a CPE
+needs, and bad input stops the build with one clear line and nothing under the output.
+Root and docker; the first build of a base fetches from the Debian archive."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+
+import yaml
+
+import pytest
+
+from helpers import TOP, needs_root_docker, run
+
+pytestmark = [pytest.mark.lab, pytest.mark.root, needs_root_docker]
+
+EPOCH = "1767225600"
+ARTIFACTS = ("rootfs.tar", "base.squashfs", "layer.squashfs", "manifest.json")
+
+
+def build(out, *extra, limit="cpe"):
+    return run(TOP / ".venv/bin/ansible-playbook", "-i", "inventories/lab", "firmware.yml", "--limit", limit,
+               "-e", f"cpe_firmware_output_dir={out}", "-e", f"cpe_firmware_source_date_epoch={EPOCH}", *extra,
+               timeout=1500)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """The lab CPE's image, built twice into two output directories."""
+    outs = [tmp_path_factory.mktemp("fw-a"), tmp_path_factory.mktemp("fw-b")]
+    for out in outs:
+        proc = build(out)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return outs
+
+
+def test_two_builds_are_byte_identical(images):
+    a, b = (out / "cpe" for out in images)
+    assert sorted(p.name for p in a.iterdir()) == sorted(ARTIFACTS)
+    for name in ARTIFACTS:
+        assert sha256(a / name) == sha256(b / name), name
+    manifest = json.loads((a / "manifest.json").read_text())
+    for name in ("rootfs.tar", "base.squashfs", "layer.squashfs"):
+        assert manifest["artifacts"][name]["sha256"] == sha256(a / name)
+    assert manifest["source_date_epoch"] == int(EPOCH) and manifest["host"] == "cpe"
+    assert len(manifest["mptcp_cpe_build_id"]) == 16
+    assert manifest["kernel"]["choice"] == "backports" and manifest["kernel"]["versions"][0].startswith("6.12")
+    names = {p["name"] for p in manifest["packages"]}
+    assert {"systemd", "nftables", "dhcpcd-base", "radvd", "python3", "linux-image-amd64"} <= names
+    # The inventory data that went in, nothing that is not the roles'.
+    assert manifest["device"]["cpe_wans"][0]["device"] == "wan1"
+    assert not [k for k in manifest["device"] if not k.startswith("cpe_")]
+
+
+@pytest.fixture(scope="module")
+def tree(images):
+    """The image's rootfs.tar: path -> member."""
+    with tarfile.open(images[0] / "cpe" / "rootfs.tar") as tar:
+        members = {m.name[2:] if m.name.startswith("./") else m.name: m for m in tar}
+        texts = {name: tar.extractfile(members[name]).read().decode()
+                 for name in ("etc/hostname", "etc/machine-id", "etc/ansible/facts.d/mptcp_cpe_base.fact")}
+        config = next(n for n in members if n.startswith("boot/config-"))
+        texts["kconfig"] = tar.extractfile(members[config]).read().decode()
+    return members, texts
+
+
+def test_the_image_is_what_site_yml_installs_with_its_services_left_to_boot(tree):
+    members, texts = tree
+    for unit in ("multi-user.target.wants/mptcp-cpe-wand.service", "multi-user.target.wants/mptcp-cpe-converter.service",
+                 "multi-user.target.wants/mptcp-cpe-dhcp4@wan1.service", "multi-user.target.wants/mptcp-cpe-dhcp6@wan2.service",
+                 "multi-user.target.wants/mptcp-cpe-limits.service", "multi-user.target.wants/mptcp-cpe-radvd.service",
+                 "sysinit.target.wants/mptcp-cpe-firewall.service"):
+        assert members[f"etc/systemd/system/{unit}"].issym(), unit
+    for path in ("etc/sysctl.d/90-mptcp-cpe.conf", "etc/sysctl.d/91-mptcp-cpe-converter.conf",
+                 "etc/mptcp-cpe/wand.json", "etc/mptcp-cpe/converter.json", "etc/mptcp-cpe/firewall.json",
+                 "etc/mptcp-cpe/dhcpcd.conf", "opt/mptcp-cpe/venv/bin/mptcp-cpe"):
+        assert members[path].isfile(), path
+    # No identity baked in: each device makes its machine-id and SSH host keys at first boot.
+    assert texts["etc/machine-id"] == "" and not [n for n in members if n.startswith("etc/ssh/ssh_host_")]
+    assert texts["etc/hostname"] == "cpe\n"
+    # The build machine's kernel was not probed; nothing of the build is left.
+    assert json.loads(texts["etc/ansible/facts.d/mptcp_cpe_base.fact"])["kernel"] is None
+    assert not [n for n in members if n.startswith(("root/.ansible/", "tmp/", "run/mptcp-cpe"))]
+    assert ".dockerenv" not in members
+
+
+def test_the_pruned_image_keeps_what_a_cpe_needs(tree):
+    members, texts = tree
+    # MPTCP is built into Debian's kernel; nftables, TPROXY, veth, macvlan, virtio and the
+    # common NICs are modules that the prune list must leave.
+    assert "CONFIG_MPTCP=y" in texts["kconfig"] and "CONFIG_MPTCP_IPV6=y" in texts["kconfig"]
+    modules = {n.rsplit("/", 1)[-1].split(".ko")[0] for n in members if "/kernel/" in n and ".ko" in n}
+    needed = {"nf_tables", "nft_tproxy", "nf_tproxy_ipv4", "nf_tproxy_ipv6", "nft_socket", "nft_nat", "nft_masq",
+              "veth", "macvlan", "virtio_net", "virtio_blk", "e1000e", "igb", "igc", "r8169", "ixgbe",
+              "cdc_ether", "qmi_wwan", "pppoe", "squashfs", "overlay", "ext4"}
+    assert needed <= modules, needed - modules
+    # And what it is for is gone.
+    assert not [n for n in members if "/kernel/drivers/gpu/" in n or "/kernel/sound/" in n]
+    assert not [n for n in members if n.startswith("usr/share/man/") and members[n].isfile()]
+
+
+def test_an_unknown_host_is_one_line_and_builds_nothing(tmp_path):
+    proc = run(TOP / "scripts/build-firmware", "nosuchcpe", timeout=600)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "build-firmware: inventories/lab: no CPE named 'nosuchcpe' (its CPEs: cpe)"
+
+
+def test_an_inventory_error_is_validate_yml_s_message_and_builds_nothing(tmp_path):
+    proc = build(tmp_path, "-e", "cpe_firmware_arch=sparc")
+    assert proc.returncode != 0
+    assert "cpe: cpe_firmware_arch: must be one of amd64, arm64 (got 'sparc')" in proc.stdout
+    # The same line validate.yml gives.
+    check = run(TOP / ".venv/bin/ansible-playbook", "-i", "inventories/lab", "validate.yml", "--limit", "cpe",
+                "-e", "cpe_firmware_arch=sparc")
+    assert "cpe: cpe_firmware_arch: must be one of amd64, arm64 (got 'sparc')" in check.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_wrong_cpe_stops_the_build_of_every_cpe(tmp_path):
+    """Two CPEs, the second one wrong: neither is built."""
+    inv = tmp_path / "inv"
+    shutil.copytree(TOP / "inventories/lab", inv)
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
+    hosts["all"]["children"]["cpes"]["hosts"]["cpe2"] = None
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    cpe2 = yaml.safe_load((inv / "host_vars/cpe.yml").read_text())
+    (inv / "host_vars/cpe2.yml").write_text(yaml.safe_dump({**cpe2, "cpe_firmware_kernel": "6.1"}))
+    out = tmp_path / "out"
+    proc = run(TOP / ".venv/bin/ansible-playbook", "-i", inv, "firmware.yml", "-e", f"cpe_firmware_output_dir={out}",
+               timeout=600)
+    assert proc.returncode != 0
+    assert "cpe2: cpe_firmware_kernel: must be backports (bookworm-backports' 6.12) or stable (bookworm's 6.1) (got '6.1')" \
+        in proc.stdout
+    assert "no image built: the inventory checks above failed for cpe2" in proc.stdout
+    assert not out.exists()
+
+
+def test_a_package_the_archive_lacks_is_named_and_builds_nothing(tmp_path):
+    proc = build(tmp_path, "-e", '{"cpe_firmware_packages_extra": ["mptcp-cpe-no-such-package"]}')
+    assert proc.returncode != 0
+    assert "E: Unable to locate package mptcp-cpe-no-such-package" in proc.stdout, proc.stdout[-3000:]
+    assert list(tmp_path.iterdir()) == []
+    assert run("docker", "ps", "-a", "--filter", "name=mptcp-cpe-fw-", "--format", "{{.Names}}").stdout.strip() == ""
