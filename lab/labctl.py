@@ -9,7 +9,7 @@ has no address on any lab network (it is nobody's gateway), docker hands out no 
 DHCP client would have to fight, and several copies of the same address plan (the lab,
 each Molecule scenario) live side by side under different prefixes.
 
-    labctl.py up      [--inventory DIR] [--prefix P] [--hosts a,b] [--json]
+    labctl.py up      [--inventory DIR] [--prefix P] [--hosts a,b] [--image HOST=IMAGE] [--json]
     labctl.py down    [--prefix P]
     labctl.py status  [--prefix P]
     labctl.py summary [--inventory DIR] [--prefix P]
@@ -313,10 +313,25 @@ def cable(prefix: str, host: Host, pid: int) -> None:
 
 # ---------------------------------------------------------------------------- commands
 
-def up(inventory: Path, prefix: str, only: list[str] | None) -> list[dict]:
+def parse_images(specs: list[str], hosts: list[str]) -> dict[str, str]:
+    """--image HOST=IMAGE options: the hosts that run another image than the lab's (a CPE's
+    firmware, molecule/firmware)."""
+    out = {}
+    for spec in specs:
+        host, sep, image = spec.partition("=")
+        if not sep or not image:
+            raise LabError(f"--image: {spec!r} is not HOST=IMAGE")
+        if host not in hosts:
+            raise LabError(f"--image: {host!r} is not one of the hosts brought up ({', '.join(hosts)})")
+        out[host] = image
+    return out
+
+
+def up(inventory: Path, prefix: str, only: list[str] | None, images: list[str] | None = None) -> list[dict]:
     _, hosts = load_topology(inventory, only)
+    own = parse_images(images or [], [h.name for h in hosts])
     image = ensure_image()
-    pids = {h.name: ensure_container(prefix, h.name, image) for h in hosts}
+    pids = {h.name: ensure_container(prefix, h.name, own.get(h.name, image)) for h in hosts}
     for h in hosts:
         wait_systemd(prefix, h.name)
         cable(prefix, h, pids[h.name])
@@ -407,13 +422,15 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "up":
             p.add_argument("--hosts", help="comma-separated subset of the inventory's hosts")
             p.add_argument("--json", action="store_true", help="print the instances as JSON (for Molecule)")
+            p.add_argument("--image", action="append", metavar="HOST=IMAGE",
+                           help="run this host from another image (e.g. a CPE's firmware); repeatable")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 and args.command != "image":
         print("labctl: run as root (docker, network namespaces)", file=sys.stderr)
         return 1
     try:
         if args.command == "up":
-            instances = up(args.inventory, args.prefix, args.hosts.split(",") if args.hosts else None)
+            instances = up(args.inventory, args.prefix, args.hosts.split(",") if args.hosts else None, args.image)
             if args.json:
                 print(json.dumps(instances))
             else:

@@ -17,12 +17,26 @@ pytestmark = [pytest.mark.molecule, needs_root_docker]
 def test_every_role_is_converged_by_a_scenario():
     # Scenarios are per topology (cpe_base: the CPE alone; wan: isp + CPE), not per role.
     roles = {p.name for p in (TOP / "roles").iterdir() if p.is_dir()}
+    included = re.compile(r"^\s*(?:ansible\.builtin\.)?(?:include|import)_role:\s*\n\s*name:\s*(\S+)", re.M)
+
+    def plays(path):
+        for play in yaml.safe_load(path.read_text()):
+            target = play.get("ansible.builtin.import_playbook") or play.get("import_playbook")
+            if target:
+                yield from plays((path.parent / target).resolve())
+            else:
+                yield play
+
     converged = set()
     for converge in (TOP / "molecule").glob("*/converge.yml"):
-        for play in yaml.safe_load(converge.read_text()):
+        for play in plays(converge):
             converged |= {r["role"] if isinstance(r, dict) else r for r in play.get("roles", [])}
+    # firmware.yml's roles (cpe_firmware and the CPE roles it applies) run in the scenario
+    # whose create.yml builds an image with it.
+    for create in (TOP / "molecule").glob("*/create.yml"):
+        if "firmware.yml" in create.read_text():
+            converged |= set(included.findall((TOP / "firmware.yml").read_text()))
     # A role that only other roles include (mptcp_cpe_common) is converged through them.
-    included = re.compile(r"^\s*(?:ansible\.builtin\.)?(?:include|import)_role:\s*\n\s*name:\s*(\S+)", re.M)
     while True:
         more = {name for role in converged for f in (TOP / "roles" / role).glob("tasks/*.yml")
                 for name in included.findall(f.read_text())} - converged
