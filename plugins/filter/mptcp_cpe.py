@@ -288,6 +288,13 @@ def firmware_prune(listed, settings):
                                                                "prune_extra": tuple(settings["prune_extra"])}))
 
 
+def firmware_link_files(settings):
+    """The .link files naming the device's NICs (file name -> content)."""
+    return firmware.link_files(firmware.Settings(**{**settings, "packages_extra": tuple(settings["packages_extra"]),
+                                                    "prune_extra": tuple(settings["prune_extra"]),
+                                                    "nics": tuple(settings["nics"])}))
+
+
 def firmware_device(hostvars):
     """The inventory data that goes into a device's manifest (the cpe_* variables, secrets
     and vault-encrypted values left out)."""
@@ -322,5 +329,6 @@ class FilterModule:
             "mptcp_cpe_firmware_packages": firmware_packages,
             "mptcp_cpe_firmware_prune": firmware_prune,
             "mptcp_cpe_firmware_device": firmware_device,
+            "mptcp_cpe_firmware_link_files": firmware_link_files,
             "mptcp_cpe_problems": problems,
         }

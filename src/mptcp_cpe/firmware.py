@@ -44,7 +44,11 @@ SECRET = re.compile(r"pass|secret|token|private|(^|_)key($|_)|vault", re.IGNOREC
 # The settings of role cpe_firmware, by their inventory names.
 FIELDS = {"arch": "cpe_firmware_arch", "kernel": "cpe_firmware_kernel",
           "source_date_epoch": "cpe_firmware_source_date_epoch", "base_epoch": "cpe_firmware_base_epoch",
-          "packages_extra": "cpe_firmware_packages_extra", "prune_extra": "cpe_firmware_prune_extra"}
+          "packages_extra": "cpe_firmware_packages_extra", "prune_extra": "cpe_firmware_prune_extra",
+          "nics": "cpe_firmware_nics"}
+MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+# udev's ID_PATH of a NIC (systemd.link Path=), e.g. pci-0000:00:03.0 or platform-fe300000.ethernet.
+NIC_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._*?-]*")
 # Paths whose content in an image is the base's, whatever the build container did there:
 # docker's own (device nodes, bind-mounted files, /.dockerenv) and the scratch a build leaves
 # (Ansible's temporary files, apt's caches, runtime state).
@@ -64,6 +68,7 @@ class Settings:
     base_epoch: int
     packages_extra: tuple[str, ...]
     prune_extra: tuple[str, ...]
+    nics: tuple[dict, ...] = ()
 
     def kernel_package(self) -> str:
         """The Debian kernel the image boots: bookworm-backports' (6.12) or bookworm's own (6.1)."""
@@ -87,6 +92,47 @@ def _strings(host: str, field: str, value: Any, pattern: re.Pattern, what: str) 
     return tuple(value)
 
 
+def nics(host: str, field: str, value: Any) -> tuple[dict, ...]:
+    """The device model's NIC names: each {name, mac} or {name, path} becomes a systemd .link
+    file in the image, so the router's NICs carry the names the inventory uses."""
+    if not isinstance(value, list):
+        raise InventoryError(host, field, "must be a list of {name, mac} or {name, path}", value)
+    out, seen = [], set()
+    for i, item in enumerate(value):
+        where = f"{field}[{i}]"
+        checks.check_keys(host, where, item, frozenset({"name", "mac", "path"}))
+        name = item.get("name")
+        if not checks.is_ifname(name):
+            raise InventoryError(host, f"{where}.name", "must be an interface name (1-15 octets, no '/', ':' or space)", name)
+        if name in seen:
+            raise InventoryError(host, f"{where}.name", "names another NIC already", name)
+        seen.add(name)
+        if ("mac" in item) == ("path" in item):
+            raise InventoryError(host, where, "must have exactly one of mac and path", item)
+        if "mac" in item:
+            mac = item["mac"]
+            if not isinstance(mac, str) or MAC.fullmatch(mac.lower()) is None:
+                raise InventoryError(host, f"{where}.mac", "must be a MAC address (aa:bb:cc:dd:ee:ff)", mac)
+            out.append({"name": name, "mac": mac.lower()})
+        else:
+            path = item["path"]
+            if not isinstance(path, str) or NIC_PATH.fullmatch(path) is None:
+                raise InventoryError(host, f"{where}.path", "must be a udev ID_PATH such as pci-0000:00:03.0", path)
+            out.append({"name": name, "path": path})
+    return tuple(out)
+
+
+def link_files(s: Settings) -> dict[str, str]:
+    """The .link files of the device's NICs (file name -> content), for /etc/systemd/network."""
+    out = {}
+    for i, nic in enumerate(s.nics):
+        match = f"MACAddress={nic['mac']}" if "mac" in nic else f"Path={nic['path']}"
+        out[f"10-mptcp-cpe-{i:02d}-{nic['name']}.link"] = (
+            f"# mptcp-cpe (role cpe_firmware, cpe_firmware_nics): this NIC is {nic['name']}.\n"
+            f"[Match]\n{match}\n\n[Link]\nName={nic['name']}\n")
+    return out
+
+
 def settings(host: str, raw: dict) -> Settings:
     """The role's settings (by the keys of FIELDS), every mistake found at once."""
     errors = checks.Errors()
@@ -104,8 +150,9 @@ def settings(host: str, raw: dict) -> Settings:
                          "a Debian package name (pkg or pkg/release)", default=())
     prune = errors.check(_strings, host, FIELDS["prune_extra"], raw.get("prune_extra"), PRUNE,
                          "an absolute path pattern for dpkg's path-exclude", default=())
+    nic_list = errors.check(nics, host, FIELDS["nics"], raw.get("nics", []), default=())
     errors.raise_any()
-    return Settings(arch, kernel, sde, base_epoch, extra, prune)
+    return Settings(arch, kernel, sde, base_epoch, extra, prune, nic_list)
 
 
 def base_packages(listed: str, s: Settings) -> list[str]:
@@ -339,6 +386,91 @@ def base_squashfs(base: Path, epoch: int, arch: str) -> Path:
     return out
 
 
+# The disk image: GPT, an EFI system partition with systemd-boot, the kernel and the
+# initramfs; the base and the layer as raw squashfs partitions; an empty data partition
+# that the router formats at its first boot (fstab: x-systemd.makefs).
+MIB = 1 << 20
+SECTOR = 512
+ESP_MIB = 64
+DATA_MIB = 64
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+EFI_NAMES = {"amd64": ("x64", "BOOTX64.EFI"), "arm64": ("aa64", "BOOTAA64.EFI")}
+
+
+def _uuid(*parts: str) -> str:
+    """A UUID that depends only on its inputs (the image stays reproducible)."""
+    h = hashlib.sha256("/".join(parts).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}".upper()
+
+
+def kernel_cmdline() -> str:
+    """The root from its two partitions (the initramfs's mptcp-cpe-overlay-root), the
+    consoles (the serial line the primary one, for headless boxes), and the journal on the console: what the
+    router does at boot, on its serial line."""
+    return ("root=PARTLABEL=cpe-base rootfstype=squashfs ro mptcp_cpe.layer=PARTLABEL=cpe-layer "
+            "console=tty0 console=ttyS0,115200 panic=10 systemd.journald.forward_to_console=1")
+
+
+def esp_image(root: Path, out: Path, host: str, arch: str, epoch: int) -> None:
+    """The EFI system partition's FAT file system: systemd-boot, its one entry, the kernel
+    and the initramfs of the image's /boot."""
+    efi_arch, efi_name = EFI_NAMES[arch]
+    loader = root / f"usr/lib/systemd/boot/efi/systemd-boot{efi_arch}.efi"
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    if not loader.exists() or not kernels:
+        raise RuntimeError(f"the image has no {'systemd-boot' if not loader.exists() else 'kernel'} to boot")
+    version = kernels[-1].name.removeprefix("vmlinuz-")
+    stage = out.with_suffix(".d")
+    (stage / "loader/entries").mkdir(parents=True)
+    (stage / "loader/loader.conf").write_text("default mptcp-cpe.conf\ntimeout 0\n")
+    (stage / "loader/entries/mptcp-cpe.conf").write_text(
+        f"title mptcp-cpe {host} ({version})\nlinux /vmlinuz\ninitrd /initrd.img\noptions {kernel_cmdline()}\n")
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch), TZ="UTC")
+    run("mkfs.vfat", "-C", "--invariant", "-i", _uuid(host, "esp")[:8], "-n", "CPE-EFI", str(out), str(ESP_MIB * 1024),
+        env=env)
+    copies = [(loader, f"::EFI/BOOT/{efi_name}"), (kernels[-1], "::vmlinuz"),
+              (root / f"boot/initrd.img-{version}", "::initrd.img"),
+              (stage / "loader/loader.conf", "::loader/loader.conf"),
+              (stage / "loader/entries/mptcp-cpe.conf", "::loader/entries/mptcp-cpe.conf")]
+    for d in ("::EFI", "::EFI/BOOT", "::loader", "::loader/entries"):
+        run("mmd", "-i", str(out), d, env=env)
+    for src, dst in copies:
+        run("mcopy", "-i", str(out), str(src), dst, env=env)
+    shutil.rmtree(stage)
+
+
+def disk_image(root: Path, base_sqfs: Path, layer_sqfs: Path, out: Path, host: str, arch: str, epoch: int) -> None:
+    """A bootable GPT disk image: ESP, base, layer, data (empty)."""
+    esp = out.with_name("esp.img")
+    esp_image(root, esp, host, arch, epoch)
+    parts = [("cpe-efi", ESP_TYPE, esp, ESP_MIB * MIB),
+             ("cpe-base", LINUX_TYPE, base_sqfs, -(-base_sqfs.stat().st_size // MIB) * MIB),
+             ("cpe-layer", LINUX_TYPE, layer_sqfs, -(-layer_sqfs.stat().st_size // MIB) * MIB),
+             ("cpe-data", LINUX_TYPE, None, DATA_MIB * MIB)]
+    total = MIB + sum(p[3] for p in parts) + MIB
+    with open(out, "wb") as f:
+        f.truncate(total)
+    script = [f"label: gpt", f"label-id: {_uuid(host, 'disk')}", "unit: sectors", "first-lba: 2048"]
+    start = MIB
+    for name, ptype, _, size in parts:
+        script.append(f"start={start // SECTOR}, size={size // SECTOR}, type={ptype}, uuid={_uuid(host, name)}, name={name}")
+        start += size
+    proc = subprocess.run(["sfdisk", "--no-reread", "--no-tell-kernel", "--quiet", str(out)], input="\n".join(script) + "\n",
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sfdisk: {proc.stderr.strip()}")
+    start = MIB
+    with open(out, "r+b") as f:
+        for _, _, src, size in parts:
+            if src is not None:
+                f.seek(start)
+                with open(src, "rb") as g:
+                    shutil.copyfileobj(g, f, MIB)
+            start += size
+    esp.unlink()
+
+
 def dpkg_packages(root: Path) -> list[dict]:
     """The packages installed in a tree (its dpkg status), sorted by name."""
     out = []
@@ -399,6 +531,7 @@ def assemble(host: str, container: str, base: Path, out: Path, epoch: int, devic
             shutil.copyfile(shared, partial / "base.squashfs")
         squashfs(work / "layer", partial / "layer.squashfs", epoch, inputs["arch"])
         deterministic_tar(root, partial / "rootfs.tar", epoch)
+        disk_image(root, shared, partial / "layer.squashfs", partial / "disk.img", host, inputs["arch"], epoch)
 
         # cpe_base's link to the installed package: which code the image carries.
         build_id = run("docker", "exec", container, "/usr/local/bin/mptcp-cpe", "--build-id").stdout.strip()
@@ -412,9 +545,11 @@ def assemble(host: str, container: str, base: Path, out: Path, epoch: int, devic
             "base": {**inputs, "squashfs_sha256": file_sha256(shared)},
             "kernel": {"choice": kernel_choice, "versions": kernels},
             "layout": {"root": "overlay of layer.squashfs over base.squashfs (read-only)",
+                       "disk": {"partitions": ["cpe-efi", "cpe-base", "cpe-layer", "cpe-data"],
+                                "cmdline": kernel_cmdline()},
                        "layer_paths": len(changed), "layer_removed": removed},
             "artifacts": {name: {"sha256": file_sha256(partial / name), "bytes": (partial / name).stat().st_size}
-                          for name in ("rootfs.tar", "base.squashfs", "layer.squashfs")},
+                          for name in ("rootfs.tar", "base.squashfs", "layer.squashfs", "disk.img")},
             "packages": packages,
             "device": device,
         }

@@ -20,7 +20,7 @@ from helpers import TOP, needs_root_docker, run
 pytestmark = [pytest.mark.lab, pytest.mark.root, needs_root_docker]
 
 EPOCH = "1767225600"
-ARTIFACTS = ("rootfs.tar", "base.squashfs", "layer.squashfs", "manifest.json")
+ARTIFACTS = ("rootfs.tar", "base.squashfs", "layer.squashfs", "disk.img", "manifest.json")
 
 
 def build(out, *extra, limit="cpe"):
@@ -53,7 +53,7 @@ def test_two_builds_are_byte_identical(images):
     for name in ARTIFACTS:
         assert sha256(a / name) == sha256(b / name), name
     manifest = json.loads((a / "manifest.json").read_text())
-    for name in ("rootfs.tar", "base.squashfs", "layer.squashfs"):
+    for name in ("rootfs.tar", "base.squashfs", "layer.squashfs", "disk.img"):
         assert manifest["artifacts"][name]["sha256"] == sha256(a / name)
     assert manifest["source_date_epoch"] == int(EPOCH) and manifest["host"] == "cpe"
     assert len(manifest["mptcp_cpe_build_id"]) == 16
@@ -89,7 +89,9 @@ def test_the_image_is_what_site_yml_installs_with_its_services_left_to_boot(tree
                  "etc/mptcp-cpe/dhcpcd.conf", "opt/mptcp-cpe/venv/bin/mptcp-cpe"):
         assert members[path].isfile(), path
     # No identity baked in: each device makes its machine-id and SSH host keys at first boot.
-    assert texts["etc/machine-id"] == "" and not [n for n in members if n.startswith("etc/ssh/ssh_host_")]
+    assert texts["etc/machine-id"] == ""
+    keys = [m for n, m in members.items() if n.startswith("etc/ssh/ssh_host_")]
+    assert keys and all(m.issym() and m.linkname.startswith("/data/ssh-keys/") for m in keys)
     assert texts["etc/hostname"] == "cpe\n"
     # The build machine's kernel was not probed; nothing of the build is left.
     assert json.loads(texts["etc/ansible/facts.d/mptcp_cpe_base.fact"])["kernel"] is None
@@ -155,3 +157,26 @@ def test_a_package_the_archive_lacks_is_named_and_builds_nothing(tmp_path):
     assert "E: Unable to locate package mptcp-cpe-no-such-package" in proc.stdout, proc.stdout[-3000:]
     assert list(tmp_path.iterdir()) == []
     assert run("docker", "ps", "-a", "--filter", "name=mptcp-cpe-fw-", "--format", "{{.Names}}").stdout.strip() == ""
+
+
+def test_the_disk_image_is_gpt_with_systemd_boot_the_squashfs_parts_and_an_empty_data_partition(images):
+    out = images[0] / "cpe"
+    table = json.loads(run("sfdisk", "--json", out / "disk.img", check=True).stdout)["partitiontable"]
+    assert table["label"] == "gpt"
+    parts = {p["name"]: p for p in table["partitions"]}
+    assert list(parts) == ["cpe-efi", "cpe-base", "cpe-layer", "cpe-data"]
+    assert parts["cpe-efi"]["type"] == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+    with open(out / "disk.img", "rb") as disk:
+        for name, artifact in (("cpe-base", "base.squashfs"), ("cpe-layer", "layer.squashfs")):
+            size = (out / artifact).stat().st_size
+            disk.seek(parts[name]["start"] * 512)
+            assert hashlib.sha256(disk.read(size)).hexdigest() == sha256(out / artifact), name
+        # The data partition is empty: the router formats it at its first boot.
+        disk.seek(parts["cpe-data"]["start"] * 512)
+        assert disk.read(1 << 20) == bytes(1 << 20)
+    esp = f"{out / 'disk.img'}@@{parts['cpe-efi']['start'] * 512}"
+    listing = run("mdir", "-i", esp, "-/", "-b", "::", check=True).stdout
+    assert {"::/EFI/BOOT/BOOTX64.EFI", "::/vmlinuz", "::/initrd.img", "::/loader/entries/mptcp-cpe.conf"} <= \
+        set(listing.split())
+    entry = run("mtype", "-i", esp, "::/loader/entries/mptcp-cpe.conf", check=True).stdout
+    assert "root=PARTLABEL=cpe-base rootfstype=squashfs ro mptcp_cpe.layer=PARTLABEL=cpe-layer" in entry

@@ -195,3 +195,30 @@ def test_index_tar_follows_hard_links():
     finally:
         os.unlink(path)
     assert index["usr/bin/b"] == index["usr/bin/a"] and index["usr/bin/a"].size == 3
+
+
+def test_nics_become_link_files():
+    s = firmware.settings("cpe1", {**GOOD, "nics": [{"name": "wan1", "mac": "52:54:00:AA:00:01"},
+                                                    {"name": "lan0", "path": "pci-0000:00:05.0"}]})
+    files = firmware.link_files(s)
+    assert list(files) == ["10-mptcp-cpe-00-wan1.link", "10-mptcp-cpe-01-lan0.link"]
+    assert "[Match]\nMACAddress=52:54:00:aa:00:01\n\n[Link]\nName=wan1\n" in files["10-mptcp-cpe-00-wan1.link"]
+    assert "Path=pci-0000:00:05.0" in files["10-mptcp-cpe-01-lan0.link"]
+
+
+@pytest.mark.parametrize(("nics", "line"), [
+    ("eth0", "cpe1: cpe_firmware_nics: must be a list of {name, mac} or {name, path} (got 'eth0')"),
+    ([{"name": "wan1"}], "cpe1: cpe_firmware_nics[0]: must have exactly one of mac and path (got {'name': 'wan1'})"),
+    ([{"name": "wan1", "mac": "52:54:00:00:00"}], "cpe1: cpe_firmware_nics[0].mac: must be a MAC address (aa:bb:cc:dd:ee:ff) (got '52:54:00:00:00')"),
+    ([{"name": "a/b", "path": "pci-0"}], "cpe1: cpe_firmware_nics[0].name: must be an interface name (1-15 octets, no '/', ':' or space) (got 'a/b')"),
+    ([{"name": "wan1", "path": "pci-0"}, {"name": "wan1", "path": "pci-1"}],
+     "cpe1: cpe_firmware_nics[1].name: names another NIC already (got 'wan1')"),
+    ([{"name": "wan1", "path": "pci-0", "speed": 1}], None),
+])
+def test_bad_nics_are_named(nics, line):
+    with pytest.raises(InventoryError) as exc:
+        firmware.settings("cpe1", {**GOOD, "nics": nics})
+    if line is not None:
+        assert str(exc.value) == line
+    else:
+        assert "cpe1: cpe_firmware_nics[0]" in str(exc.value) and "speed" in str(exc.value)
