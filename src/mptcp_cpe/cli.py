@@ -17,16 +17,22 @@ from __future__ import annotations
 
 import argparse
 import binascii
+import importlib
 import json
 import sys
 
-from . import __version__, converter, dhcp_hook, firewall, kernelcaps, options, status
-from . import mcp as mcp_daemon
-from .build import build_id
-from .wand import command as wand_command
+# Each command's module, imported only when that command runs (or for the full help): a
+# daemon's start on a router's slow CPU pays for its own imports, not for every command's.
+# The option commands are this module's own.
+COMMANDS = {
+    "dhcp-hook": "dhcp_hook", "dhcp-prune": "dhcp_hook", "wand": "wand.command", "status": "status",
+    "converter": "converter", "mcp": "mcp", "firewall": "firewall", "kernel": "kernelcaps",
+}
 
 
 def _option(args: argparse.Namespace) -> int:
+    from . import options
+
     where = f"option {args.action} {args.family}"
     try:
         if args.action == "encode":
@@ -65,13 +71,30 @@ class _BuildId(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from .build import build_id
+
         print(build_id())
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Version(argparse.Action):
+    """``--version``: the installed package's version, looked up only when asked."""
+
+    def __init__(self, option_strings, dest, **kw) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from . import __version__
+
+        print(f"mptcp-cpe {__version__}")
+        parser.exit()
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command (``command`` None), or with ``command``'s alone (its
+    module the only one imported; none for the option commands or "")."""
     parser = argparse.ArgumentParser(prog="mptcp-cpe", description="Network-assisted Multipath TCP for CPEs.")
-    parser.add_argument("--version", action="version", version=f"mptcp-cpe {__version__}")
+    parser.add_argument("--version", action=_Version, help="print the installed version and exit")
     parser.add_argument("--build-id", action=_BuildId, help="print the digest of the installed code and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -85,21 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("items", nargs="+", metavar="HEX", help="v4: the parts of one (split) option; v6: one instance each")
     opt.set_defaults(func=_option)
 
-    dhcp_hook.add_parser(sub)
-    wand_command.add_parser(sub)
-    status.add_parser(sub)
-    converter.add_parser(sub)
-    mcp_daemon.add_parser(sub)
-    firewall.add_parser(sub)
-    kernelcaps.add_parser(sub)
+    wanted = list(dict.fromkeys(COMMANDS.values())) if command is None else [COMMANDS[command]] if command in COMMANDS else []
+    for name in wanted:
+        importlib.import_module(f".{name}", __package__).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # The command is the first argument that is no option (the top level's options take no value).
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is None:
+        # --version or --build-id alone need no command's module; the help lists them all.
+        command = None if {"-h", "--help"} & set(argv) or not argv else ""
+    parser = build_parser(command if command in COMMANDS or command in ("option", "") else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
+        build_parser().print_help(sys.stderr)
         return 2
     return args.func(args)
 
