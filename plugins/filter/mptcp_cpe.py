@@ -295,6 +295,11 @@ def firmware_link_files(settings):
                                                     "nics": tuple(settings["nics"])}))
 
 
+def firmware_lan_unit(lans, host):
+    """The unit that gives the image's LANs the CPE's addresses ("" without LANs)."""
+    return _checked(firmware.lan_unit, host, lans)
+
+
 def firmware_device(hostvars):
     """The inventory data that goes into a device's manifest (the cpe_* variables, secrets
     and vault-encrypted values left out)."""
@@ -330,5 +335,6 @@ class FilterModule:
             "mptcp_cpe_firmware_prune": firmware_prune,
             "mptcp_cpe_firmware_device": firmware_device,
             "mptcp_cpe_firmware_link_files": firmware_link_files,
+            "mptcp_cpe_firmware_lan_unit": firmware_lan_unit,
             "mptcp_cpe_problems": problems,
         }

@@ -32,6 +32,7 @@ from typing import Any
 
 from . import checks
 from .checks import InventoryError
+from .inventory import parse_lans
 
 ARCHES = ("amd64", "arm64")
 KERNELS = ("backports", "stable")
@@ -131,6 +132,47 @@ def link_files(s: Settings) -> dict[str, str]:
             f"# mptcp-cpe (role cpe_firmware, cpe_firmware_nics): this NIC is {nic['name']}.\n"
             f"[Match]\n{match}\n\n[Link]\nName={nic['name']}\n")
     return out
+
+
+LAN_UNIT = "mptcp-cpe-lan.service"
+
+
+def lan_unit(host: str, raw_lans: Any) -> str:
+    """The unit that gives the LANs their addresses at boot (the inventory's cpe_lans: the
+    CPE's own IPv4 and IPv6 addresses in each), or "" for a CPE without LANs. A live router
+    has them from its own network configuration; an image has nothing else that sets them.
+    After the firewall (network-pre.target), before network.target; retried until udev has
+    named the device; `ip address replace`, so a copy that is already there is kept, and
+    nothing is removed when it stops (wand's /64s from delegated prefixes stay wand's)."""
+    lans = parse_lans(host, raw_lans) if raw_lans not in (None, []) else []
+    if not lans:
+        return ""
+    steps = []
+    for lan in lans:
+        steps.append(f"ExecStart=/sbin/ip link set dev {lan.device} up")
+        for iface in ((lan.ipv4,) if lan.ipv4 else ()) + lan.ipv6:
+            family = "-4" if iface.version == 4 else "-6"
+            steps.append(f"ExecStart=/sbin/ip {family} address replace {iface} dev {lan.device}")
+    names = ", ".join(f"{lan.name} on {lan.device}" for lan in lans)
+    return (f"# mptcp-cpe (role cpe_firmware, from cpe_lans): the addresses of the CPE on its LANs {names}.\n"
+            "[Unit]\n"
+            f"Description=mptcp-cpe LAN addresses ({names})\n"
+            "DefaultDependencies=no\n"
+            "After=network-pre.target systemd-udevd.service\n"
+            "Wants=network-pre.target\n"
+            "Before=network.target shutdown.target\n"
+            "Conflicts=shutdown.target\n"
+            "StartLimitIntervalSec=0\n\n"
+            "[Service]\n"
+            "Type=oneshot\n"
+            "RemainAfterExit=yes\n"
+            "# Until udev has named the NIC (cpe_firmware_nics): every 2 s.\n"
+            "Restart=on-failure\n"
+            "RestartSec=2\n"
+            + "\n".join(steps) + "\n\n"
+            "[Install]\n"
+            "# network.target is passive: nothing in an image pulls it in.\n"
+            "WantedBy=multi-user.target\n")
 
 
 def settings(host: str, raw: dict) -> Settings:

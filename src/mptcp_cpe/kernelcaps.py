@@ -1,9 +1,11 @@
 """``mptcp-cpe kernel``: what the running kernel's MPTCP can do, asked of the kernel itself.
 
-Debian 12's own kernel is 6.1: MPTCP works, but TCP Fast Open on MPTCP sockets came with
-6.2, so there the converter's Convert message cannot ride in the SYN and waits for the
-handshake (one more round trip before the first byte). Routers run many kernels; the
-converter and cpe_base (its local fact) use this one probe rather than a version table.
+The converter's Convert message rides in the SYN only where the kernel takes
+TCP_FASTOPEN_CONNECT on an MPTCP socket; elsewhere it waits for the handshake (one more
+round trip before the first byte). Which kernels do is not a version rule: Debian 12's
+6.1.176 does (its image converted with the Convert message in the SYN, counted at the MCP),
+although the project first read 6.2 as the start. Routers run many kernels; the converter
+and cpe_base (its local fact) use this one probe rather than a version table.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class KernelCaps:
     release: str
     mptcp_enabled: bool  # net.mptcp.enabled is 1 (in this network namespace)
     mptcp_socket: bool  # an MPTCP socket opens
-    mptcp_fast_open: bool  # TCP_FASTOPEN_CONNECT on an MPTCP socket (Linux 6.2 and later)
+    mptcp_fast_open: bool  # TCP_FASTOPEN_CONNECT on an MPTCP socket (client side: what the converter needs)
     tcp_fastopen: int | None  # net.ipv4.tcp_fastopen (bit 1: clients send data in the SYN)
     why_no_fast_open: str | None = None  # the kernel's answer when mptcp_fast_open is false
 
@@ -51,7 +53,7 @@ class KernelCaps:
 
     def no_fast_open_reason(self) -> str:
         if not self.mptcp_fast_open:
-            return self.why_no_fast_open or "the kernel refuses TCP_FASTOPEN_CONNECT on MPTCP sockets (Linux 6.2+)"
+            return self.why_no_fast_open or "the kernel refuses TCP_FASTOPEN_CONNECT on MPTCP sockets"
         return f"net.ipv4.tcp_fastopen={self.tcp_fastopen} lacks the client bit (1)"
 
 

@@ -71,7 +71,8 @@ def tree(images):
     with tarfile.open(images[0] / "cpe" / "rootfs.tar") as tar:
         members = {m.name[2:] if m.name.startswith("./") else m.name: m for m in tar}
         texts = {name: tar.extractfile(members[name]).read().decode()
-                 for name in ("etc/hostname", "etc/machine-id", "etc/ansible/facts.d/mptcp_cpe_base.fact")}
+                 for name in ("etc/hostname", "etc/machine-id", "etc/ansible/facts.d/mptcp_cpe_base.fact",
+                              "etc/systemd/system/mptcp-cpe-lan.service")}
         config = next(n for n in members if n.startswith("boot/config-"))
         texts["kconfig"] = tar.extractfile(members[config]).read().decode()
     return members, texts
@@ -82,8 +83,12 @@ def test_the_image_is_what_site_yml_installs_with_its_services_left_to_boot(tree
     for unit in ("multi-user.target.wants/mptcp-cpe-wand.service", "multi-user.target.wants/mptcp-cpe-converter.service",
                  "multi-user.target.wants/mptcp-cpe-dhcp4@wan1.service", "multi-user.target.wants/mptcp-cpe-dhcp6@wan2.service",
                  "multi-user.target.wants/mptcp-cpe-limits.service", "multi-user.target.wants/mptcp-cpe-radvd.service",
-                 "sysinit.target.wants/mptcp-cpe-firewall.service"):
+                 "sysinit.target.wants/mptcp-cpe-firewall.service", "multi-user.target.wants/mptcp-cpe-lan.service"):
         assert members[f"etc/systemd/system/{unit}"].issym(), unit
+    # The LAN's addresses (cpe_lans): nothing else in an image sets them.
+    lan = texts["etc/systemd/system/mptcp-cpe-lan.service"].splitlines()
+    assert "ExecStart=/sbin/ip -4 address replace 198.18.1.1/24 dev lan0" in lan
+    assert "ExecStart=/sbin/ip -6 address replace 2001:db8:0:100::1/64 dev lan0" in lan
     for path in ("etc/sysctl.d/90-mptcp-cpe.conf", "etc/sysctl.d/91-mptcp-cpe-converter.conf",
                  "etc/mptcp-cpe/wand.json", "etc/mptcp-cpe/converter.json", "etc/mptcp-cpe/firewall.json",
                  "etc/mptcp-cpe/dhcpcd.conf", "opt/mptcp-cpe/venv/bin/mptcp-cpe"):
@@ -112,6 +117,8 @@ def test_the_pruned_image_keeps_what_a_cpe_needs(tree):
     # And what it is for is gone.
     assert not [n for n in members if "/kernel/drivers/gpu/" in n or "/kernel/sound/" in n]
     assert not [n for n in members if n.startswith("usr/share/man/") and members[n].isfile()]
+    assert not [n for n in members if "/gconv/" in n and n.endswith(".so")]
+    assert [n for n in members if n.endswith("/gconv/gconv-modules")]
 
 
 def test_an_unknown_host_is_one_line_and_builds_nothing(tmp_path):

@@ -66,6 +66,7 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_firmware_prune": f.firmware_prune,
         "mptcp_cpe_firmware_device": f.firmware_device,
         "mptcp_cpe_firmware_link_files": f.firmware_link_files,
+        "mptcp_cpe_firmware_lan_unit": f.firmware_lan_unit,
         "mptcp_cpe_problems": f.problems,
     }
 

@@ -222,3 +222,29 @@ def test_bad_nics_are_named(nics, line):
         assert str(exc.value) == line
     else:
         assert "cpe1: cpe_firmware_nics[0]" in str(exc.value) and "speed" in str(exc.value)
+
+
+def test_lan_unit_gives_the_lans_their_addresses():
+    unit = firmware.lan_unit("cpe1", [{"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24",
+                                       "ipv6": ["2001:db8:0:100::1/64"]},
+                                      {"name": "guest", "device": "lan1", "ipv6": ["2001:db8:0:101::1/64"]}])
+    lines = unit.splitlines()
+    steps = [line for line in lines if line.startswith("ExecStart=")]
+    assert steps == ["ExecStart=/sbin/ip link set dev lan0 up",
+                     "ExecStart=/sbin/ip -4 address replace 198.18.1.1/24 dev lan0",
+                     "ExecStart=/sbin/ip -6 address replace 2001:db8:0:100::1/64 dev lan0",
+                     "ExecStart=/sbin/ip link set dev lan1 up",
+                     "ExecStart=/sbin/ip -6 address replace 2001:db8:0:101::1/64 dev lan1"]
+    # After the firewall, before the network; kept when stopped (no ExecStop), retried
+    # until udev has named the NIC.
+    assert "After=network-pre.target systemd-udevd.service" in lines and "Before=network.target shutdown.target" in lines
+    assert "RemainAfterExit=yes" in lines and "Restart=on-failure" in lines
+    assert not any(line.startswith("ExecStop") for line in lines)
+    assert "WantedBy=multi-user.target" in lines
+
+
+def test_lan_unit_none_without_lans_and_inventory_errors_as_validate():
+    assert firmware.lan_unit("cpe1", []) == "" and firmware.lan_unit("cpe1", None) == ""
+    with pytest.raises(InventoryError) as exc:
+        firmware.lan_unit("cpe1", [{"name": "lan", "device": "lan0", "ipv4": "198.18.1.1"}])
+    assert str(exc.value).startswith("cpe1: cpe_lans[0] (lan).ipv4: not the CPE's IPv4 address")

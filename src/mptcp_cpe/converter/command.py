@@ -56,6 +56,9 @@ class ConverterDaemon(RelayDaemon):
             log.warning("kernel %s: no TCP Fast Open on MPTCP sockets (%s): the Convert message goes in the first "
                         "data segment after the handshake, one more round trip per converted connection",
                         self.caps.release, self.caps.no_fast_open_reason())
+        else:
+            log.info("kernel %s: TCP Fast Open on MPTCP sockets: the Convert message rides in the SYN",
+                     self.caps.release)
         return None
 
     def work(self, index: int, socks: list[socket.socket]) -> int:
