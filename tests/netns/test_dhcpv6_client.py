@@ -152,10 +152,15 @@ def test_address_prefix_and_every_mcp_instance_then_renew_and_release(tmp_path, 
                 raise
     assert state(tmp_path)["wans"]["b0"]["v6"]["mcps"] == MCPS
     assert state(tmp_path)["wans"]["b0"]["v6"]["prefixes"] == ["2001:db8:1000::/56"]
-    # Release (dhcpcd -k): MCPs and prefix withdrawn, the address gone, Kea told.
-    sh(*dhcpcd(conf, "-k"), ns=cli, timeout=30)
-    wait_for("the release to withdraw b0's MCPs", lambda: state(tmp_path) == {"version": 1, "wans": {}}, timeout=20)
-    wait_for("the release to remove b0's address", lambda: not b0_globals(cli), timeout=20)
+    # Release (dhcpcd -k): MCPs and prefix withdrawn, the address gone, Kea told. dhcpcd -k
+    # signals the client and waits 10 s for it to exit; under load (CI, 2 cores) the RELEASE
+    # exchange and the hooks it runs can take longer, and -k then exits 1 ("failed to exit")
+    # while the release goes on (the molecule wan scenario saw the same). What the release
+    # withdraws is what this checks.
+    release = sh(*dhcpcd(conf, "-k"), ns=cli, timeout=30, check=False)
+    assert release.returncode == 0 or "failed to exit" in release.stderr, release.stderr
+    wait_for("the release to withdraw b0's MCPs", lambda: state(tmp_path) == {"version": 1, "wans": {}}, timeout=40)
+    wait_for("the release to remove b0's address", lambda: not b0_globals(cli), timeout=40)
     assert "DHCP6_RELEASE" in procs.log("kea6") or "RELEASE" in procs.log("kea6")
 
 
