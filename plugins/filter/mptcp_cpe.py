@@ -275,24 +275,39 @@ def firmware_settings(role_settings, host):
     return dataclasses.asdict(_checked(firmware.settings, host, role_settings))
 
 
+def _firmware(settings):
+    """firmware.Settings from mptcp_cpe_firmware_settings' dict (lists back to tuples)."""
+    return firmware.Settings(**{**settings, **{k: tuple(settings[k]) for k in ("packages_extra", "prune_extra", "nics")}})
+
+
 def firmware_packages(listed, settings):
     """The firmware base's package list: firmware/debian/packages' text, the device's kernel
     and its extra packages (settings: mptcp_cpe_firmware_settings')."""
-    return firmware.base_packages(listed, firmware.Settings(**{**settings, "packages_extra": tuple(settings["packages_extra"]),
-                                                               "prune_extra": tuple(settings["prune_extra"])}))
+    return firmware.base_packages(listed, _firmware(settings))
 
 
 def firmware_prune(listed, settings):
     """The base's dpkg path-exclude file: firmware/debian/prune's text and the device's extra patterns."""
-    return firmware.prune_options(listed, firmware.Settings(**{**settings, "packages_extra": tuple(settings["packages_extra"]),
-                                                               "prune_extra": tuple(settings["prune_extra"])}))
+    return firmware.prune_options(listed, _firmware(settings))
 
 
-def firmware_link_files(settings):
-    """The .link files naming the device's NICs (file name -> content)."""
-    return firmware.link_files(firmware.Settings(**{**settings, "packages_extra": tuple(settings["packages_extra"]),
-                                                    "prune_extra": tuple(settings["prune_extra"]),
-                                                    "nics": tuple(settings["nics"])}))
+def firmware_groups(hostvars, hosts):
+    """Which device's build each of hosts shares (host -> its group's first host): equal
+    cpe_* variables but for the identity ones (firmware.role_groups)."""
+    inputs = {}
+    for host in hosts:
+        own = hostvars[host]
+        inputs[host] = {name: own[name] for name in own.keys() if name.startswith("cpe_")}
+    return firmware.role_groups(inputs)
+
+
+def config_file(config, image=False):
+    """A daemon's config as the role writes it on the CPE. In an image (mptcp_cpe_image), without
+    the device's name: the devices of one build share the file, and each daemon names itself
+    by the router's hostname, which firmware.yml gives each image (/etc/hostname)."""
+    if not image:
+        return config
+    return {k: v for k, v in config.items() if k != "host"}
 
 
 def firmware_lan_unit(lans, host):
@@ -334,7 +349,8 @@ class FilterModule:
             "mptcp_cpe_firmware_packages": firmware_packages,
             "mptcp_cpe_firmware_prune": firmware_prune,
             "mptcp_cpe_firmware_device": firmware_device,
-            "mptcp_cpe_firmware_link_files": firmware_link_files,
+            "mptcp_cpe_firmware_groups": firmware_groups,
+            "mptcp_cpe_config_file": config_file,
             "mptcp_cpe_firmware_lan_unit": firmware_lan_unit,
             "mptcp_cpe_problems": problems,
         }

@@ -4,10 +4,19 @@ A device's image is a cached base (roles/cpe_firmware/files/build-base: mmdebstr
 package set) plus the device's own layer: what applying the CPE roles to a container of the
 base changed. This module checks the role's settings, computes that layer from the exported
 container, and writes the artifacts deterministically (same inputs and SOURCE_DATE_EPOCH:
-the same bytes) with their manifest:
+the same bytes) with their manifest.
 
-    python -m mptcp_cpe.firmware assemble --host H --container C --base DIR --out DIR
-        --epoch S --device-json FILE [--kernel-choice K]
+Devices whose role inputs are equal (every cpe_* variable but the identity ones, IDENTITY)
+get one application of the roles, in one build container: `prepare` exports it once into a
+group tree with the layer it makes, and `assemble` makes each device of the group from that
+tree and the device's identity (its name and its NICs' names):
+
+    python -m mptcp_cpe.firmware prepare --container C --base DIR --group DIR
+    python -m mptcp_cpe.firmware assemble --host H --group DIR --base DIR --out DIR
+        --epoch S --device-json FILE|- --nics-json JSON [--kernel-choice K]
+
+A device is assembled the same way whether its group has one device or many: built alone
+or with its fleet, its artifacts are the same bytes.
 
 Everything goes to ``<out>.partial`` first and replaces ``<out>`` only when complete: a
 failed build leaves nothing half-written.
@@ -16,7 +25,9 @@ failed build leaves nothing half-written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -59,6 +70,9 @@ AS_IN_BASE = (".dockerenv", "dev", "proc", "sys", "run", "tmp", "var/tmp", "etc/
 EPOCH_MAX = 2**32 - 1
 # Where a build puts things on the controller: no part of what goes into a device.
 BUILD_PLACES = frozenset({"cpe_firmware_output_dir", "cpe_firmware_cache_dir"})
+# A device's identity: what its image has of its own beyond its group's (assemble writes it,
+# the roles never read it). Its name (inventory_hostname, /etc/hostname) is one too.
+IDENTITY = frozenset({"cpe_firmware_nics"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,10 +137,10 @@ def nics(host: str, field: str, value: Any) -> tuple[dict, ...]:
     return tuple(out)
 
 
-def link_files(s: Settings) -> dict[str, str]:
+def link_files(device_nics: Iterable[dict]) -> dict[str, str]:
     """The .link files of the device's NICs (file name -> content), for /etc/systemd/network."""
     out = {}
-    for i, nic in enumerate(s.nics):
+    for i, nic in enumerate(device_nics):
         match = f"MACAddress={nic['mac']}" if "mac" in nic else f"Path={nic['path']}"
         out[f"10-mptcp-cpe-{i:02d}-{nic['name']}.link"] = (
             f"# mptcp-cpe (role cpe_firmware, cpe_firmware_nics): this NIC is {nic['name']}.\n"
@@ -208,6 +222,21 @@ def prune_options(listed: str, s: Settings) -> str:
     """dpkg's path-exclude lines for the base: the project's list and the inventory's extra."""
     lines = [line for line in listed.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     return "\n".join(lines + [f"path-exclude={p}" for p in s.prune_extra]) + "\n"
+
+
+def role_groups(inputs: dict[str, dict]) -> dict[str, str]:
+    """Which device's build each device shares (host -> its group's first host, by name):
+    devices whose cpe_* variables are equal but for their identity (IDENTITY) and where the
+    build puts things get the same roles applied, so they are built once. inputs: host ->
+    its cpe_* variables (the rest of hostvars is Ansible's, or connection data no role reads)."""
+    leaders: dict[str, str] = {}
+    out = {}
+    for host in sorted(inputs):
+        wanted = {k: v for k, v in inputs[host].items()
+                  if k.startswith("cpe_") and k not in IDENTITY and k not in BUILD_PLACES}
+        key = json.dumps(wanted, sort_keys=True, default=str)
+        out[host] = leaders.setdefault(key, host)
+    return out
 
 
 def device_data(hostvars: dict) -> dict:
@@ -294,7 +323,7 @@ def cached_index(base: Path) -> dict[str, Entry]:
         raw = json.loads(cache.read_text())
         return {k: Entry(*v[:7], tuple(v[7])) for k, v in raw.items()}
     index = index_tar(base / "rootfs.tar")
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")   # groups of one base may be prepared at once
     tmp.write_text(json.dumps({k: dataclasses.astuple(v) for k, v in index.items()}))
     tmp.replace(cache)
     return index
@@ -403,8 +432,11 @@ def deterministic_tar(root: Path, out: Path, epoch: int) -> None:
 XZ_BCJ = {"amd64": "x86"}
 
 
-def squashfs(src: Path, out: Path, epoch: int, arch: str) -> None:
-    """src as a reproducible squashfs: every timestamp is epoch."""
+def squashfs(src: Path, out: Path, epoch: int, arch: str | None) -> None:
+    """src as a reproducible squashfs: every timestamp is epoch. With arch, the branch-call
+    filter of its instruction set too (mksquashfs then compresses each block twice and keeps
+    the smaller): for the base, whose binaries gain from it; a layer (Python, configs) gains
+    a few KB for twice the time, so its arch is None."""
     bcj = ["-Xbcj", XZ_BCJ[arch]] if arch in XZ_BCJ else []
     run("mksquashfs", str(src), str(out), "-noappend", "-comp", "xz", *bcj, "-b", "1M", "-reproducible",
         "-mkfs-time", str(epoch), "-all-time", str(epoch), "-no-progress", "-quiet", "-processors", "2")
@@ -528,9 +560,22 @@ def file_sha256(path: Path) -> str:
         return _sha256(f)
 
 
-def clean_export(root: Path, base: Path, index: dict[str, Entry], host: str) -> None:
+def cached_sha256(path: Path) -> str:
+    """file_sha256 of a file that never changes once written (the base's squashfs), kept
+    beside it (<name>.sha256) after the first time: every device of the base names it."""
+    cache = path.with_name(path.name + ".sha256")
+    if cache.exists() and cache.stat().st_mtime >= path.stat().st_mtime:
+        return cache.read_text().strip()
+    digest = file_sha256(path)
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    tmp.write_text(digest + "\n")
+    tmp.replace(cache)
+    return digest
+
+
+def clean_export(root: Path, base: Path, index: dict[str, Entry]) -> None:
     """Put the paths of AS_IN_BASE back as the base has them (or take them out, where the base
-    has none), and name the device (/etc/hostname)."""
+    has none)."""
     for rel in AS_IN_BASE:
         p = root / rel
         if p.is_dir() and not p.is_symlink():
@@ -540,20 +585,42 @@ def clean_export(root: Path, base: Path, index: dict[str, Entry], host: str) -> 
     present = [f"./{rel}" for rel in AS_IN_BASE if rel in index]
     run("tar", "--extract", "--file", str(base / "rootfs.tar"), "--directory", str(root), "--numeric-owner",
         "--same-permissions", "--xattrs", "--xattrs-include=*", *present)
-    (root / "etc/hostname").write_text(f"{host}\n")
 
 
-def assemble(host: str, container: str, base: Path, out: Path, epoch: int, device: dict,
-             kernel_choice: str) -> dict:
-    """Export the build container, compute the device's layer, write the artifacts and the
-    manifest to out (via out.partial). Returns the manifest."""
-    partial = out.with_name(out.name + ".partial")
+def write_identity(root: Path, host: str, device_nics: Iterable[dict]) -> list[str]:
+    """Give a copy of its group's tree the device's identity: its name (/etc/hostname) and
+    its NICs' names (systemd .link files). Files are replaced, never written through: the
+    copy shares its files with the group's tree. Returns the paths it wrote or created."""
+    written = ["etc/hostname"]
+    files = {"etc/hostname": f"{host}\n"}
+    links = link_files(device_nics)
+    if links:
+        net = root / "etc/systemd/network"
+        if not net.is_dir():
+            net.mkdir(mode=0o755, parents=True)
+            os.chmod(net, 0o755)
+            written.append("etc/systemd/network")
+        files.update({f"etc/systemd/network/{name}": text for name, text in links.items()})
+        written += [f"etc/systemd/network/{name}" for name in links]
+    for rel, text in files.items():
+        path = root / rel
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        path.write_text(text)
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o644)
+    return written
+
+
+def prepare(container: str, base: Path, group: Path) -> dict:
+    """A group's tree from its build container (the roles have been applied): exported,
+    cleaned of the build's own traces, with what it changes against the base, the packages
+    it holds and the mptcp-cpe build id (group/plan.json). Via group.partial, like assemble."""
+    partial = group.with_name(group.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    work = partial / ".work"
+    root = partial / "root"
+    root.mkdir(parents=True)
     try:
-        root = work / "root"
-        root.mkdir(parents=True)
         export = subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE)
         untar = subprocess.run(["tar", "--extract", "--directory", str(root), "--numeric-owner", "--same-permissions",
                                 "--xattrs", "--xattrs-include=*"], stdin=export.stdout, capture_output=True, text=True)
@@ -561,66 +628,147 @@ def assemble(host: str, container: str, base: Path, out: Path, epoch: int, devic
         if export.wait() != 0 or untar.returncode != 0:
             raise RuntimeError(f"docker export {container}: {untar.stderr.strip()[-400:]}")
         index = cached_index(base)
-        clean_export(root, base, index, host)
+        clean_export(root, base, index)
         changed, removed = layer_plan(index, root)
-        make_layer(root, changed, removed, work / "layer")
-
+        # cpe_base's link to the installed package: which code the image carries.
+        build_id = run("docker", "exec", container, "/usr/local/bin/mptcp-cpe", "--build-id").stdout.strip()
         inputs = json.loads((base / "inputs.json").read_text())
         shared = base_squashfs(base, inputs["source_date_epoch"], inputs["arch"])
+        plan = {"changed": changed, "removed": removed, "build_id": build_id, "packages": dpkg_packages(root),
+                "base_squashfs_sha256": cached_sha256(shared)}
+        (partial / "plan.json").write_text(json.dumps(plan) + "\n")
+        shutil.rmtree(group, ignore_errors=True)
+        partial.replace(group)
+        return plan
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def device_layer(index: dict[str, Entry], root: Path, plan: dict, identity: list[str]) -> list[str]:
+    """The paths a device's layer holds: its group's, and those of its identity that differ
+    from the base (a device named as the base's /etc/hostname has that file from the base)."""
+    changed = set(plan["changed"])
+    for rel in identity:
+        if tree_entry(root, rel, index.get(rel)) != index.get(rel):
+            changed.add(rel)
+    return sorted(changed)
+
+
+@contextlib.contextmanager
+def group_links(group: Path, exclusive: bool):
+    """The group's devices are assembled at once from hard links to its tree's files. Making
+    or removing a link changes the file's ctime, which a tar reading that file at that moment
+    takes for a changed file: links are made and removed alone (exclusive), tars read
+    together (shared)."""
+    with open(group / "links.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def assemble(host: str, group: Path, base: Path, out: Path, epoch: int, device: dict,
+             kernel_choice: str, device_nics: Iterable[dict]) -> dict:
+    """The device's artifacts and manifest from its group's tree (prepare) and its identity,
+    written to out (via out.partial). Returns the manifest."""
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    work = partial / ".work"
+    try:
+        plan = json.loads((group / "plan.json").read_text())
+        work.mkdir()
+        root = work / "root"
+        # The group's tree, its files shared (hard links), then the device's own.
+        with group_links(group, exclusive=True):
+            run("cp", "--archive", "--link", str(group / "root"), str(root))
+        identity = write_identity(root, host, device_nics)
+        index = cached_index(base)
+        changed = device_layer(index, root, plan, identity)
+        with group_links(group, exclusive=True):
+            make_layer(root, changed, plan["removed"], work / "layer")
+
+        inputs = json.loads((base / "inputs.json").read_text())
+        shared = base / "base.squashfs"
         try:
             os.link(shared, partial / "base.squashfs")
         except OSError:
             shutil.copyfile(shared, partial / "base.squashfs")
-        squashfs(work / "layer", partial / "layer.squashfs", epoch, inputs["arch"])
-        deterministic_tar(root, partial / "rootfs.tar", epoch)
+        squashfs(work / "layer", partial / "layer.squashfs", epoch, None)
+        with group_links(group, exclusive=False):
+            deterministic_tar(root, partial / "rootfs.tar", epoch)
         disk_image(root, shared, partial / "layer.squashfs", partial / "disk.img", host, inputs["arch"], epoch)
 
-        # cpe_base's link to the installed package: which code the image carries.
-        build_id = run("docker", "exec", container, "/usr/local/bin/mptcp-cpe", "--build-id").stdout.strip()
-        packages = dpkg_packages(root)
+        packages = plan["packages"]
         kernels = sorted(p["version"] for p in packages if re.fullmatch(r"linux-image-\d.*", p["name"]))
+        artifacts = {name: {"sha256": file_sha256(partial / name), "bytes": (partial / name).stat().st_size}
+                     for name in ("rootfs.tar", "layer.squashfs", "disk.img")}
+        artifacts["base.squashfs"] = {"sha256": plan["base_squashfs_sha256"], "bytes": shared.stat().st_size}
         manifest = {
             "version": 1,
             "host": host,
-            "mptcp_cpe_build_id": build_id,
+            "mptcp_cpe_build_id": plan["build_id"],
             "source_date_epoch": epoch,
-            "base": {**inputs, "squashfs_sha256": file_sha256(shared)},
+            "base": {**inputs, "squashfs_sha256": plan["base_squashfs_sha256"]},
             "kernel": {"choice": kernel_choice, "versions": kernels},
             "layout": {"root": "overlay of layer.squashfs over base.squashfs (read-only)",
                        "disk": {"partitions": ["cpe-efi", "cpe-base", "cpe-layer", "cpe-data"],
                                 "cmdline": kernel_cmdline()},
-                       "layer_paths": len(changed), "layer_removed": removed},
-            "artifacts": {name: {"sha256": file_sha256(partial / name), "bytes": (partial / name).stat().st_size}
-                          for name in ("rootfs.tar", "base.squashfs", "layer.squashfs", "disk.img")},
+                       "layer_paths": len(changed), "layer_removed": plan["removed"]},
+            "artifacts": dict(sorted(artifacts.items())),
             "packages": packages,
             "device": device,
         }
-        shutil.rmtree(work)
+        with group_links(group, exclusive=True):
+            shutil.rmtree(work)
         (partial / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         shutil.rmtree(out, ignore_errors=True)
         partial.replace(out)
         return manifest
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        if group.is_dir():
+            with group_links(group, exclusive=True):
+                shutil.rmtree(partial, ignore_errors=True)
+        else:
+            shutil.rmtree(partial, ignore_errors=True)
         raise
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mptcp_cpe.firmware")
     sub = p.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("assemble", help="a device's artifacts and manifest from its build container")
+    g = sub.add_parser("prepare", help="a group's tree from its build container")
+    g.add_argument("--container", required=True)
+    g.add_argument("--base", required=True, type=Path)
+    g.add_argument("--group", required=True, type=Path)
+    a = sub.add_parser("assemble", help="a device's artifacts and manifest from its group's tree")
     a.add_argument("--host", required=True)
-    a.add_argument("--container", required=True)
+    a.add_argument("--group", required=True, type=Path)
     a.add_argument("--base", required=True, type=Path)
     a.add_argument("--out", required=True, type=Path)
     a.add_argument("--epoch", required=True, type=int)
-    a.add_argument("--device-json", required=True, type=Path)
+    a.add_argument("--device-json", required=True, help="the device's manifest data: a JSON file, or - for stdin")
+    a.add_argument("--nics-json", required=True, help="cpe_firmware_nics, as JSON")
     a.add_argument("--kernel-choice", default="backports")
     args = p.parse_args(argv)
+    if args.command == "prepare":
+        try:
+            plan = prepare(args.container, args.base, args.group)
+        except (RuntimeError, OSError) as exc:
+            print(f"firmware: {args.container}: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps({"layer_paths": len(plan["changed"]), "build_id": plan["build_id"]}))
+        return 0
     try:
-        m = assemble(args.host, args.container, args.base, args.out, args.epoch,
-                     json.loads(args.device_json.read_text()), args.kernel_choice)
-    except (RuntimeError, OSError) as exc:
+        device_nics = nics(args.host, FIELDS["nics"], json.loads(args.nics_json))
+        device = json.loads(sys.stdin.read() if args.device_json == "-" else Path(args.device_json).read_text())
+        m = assemble(args.host, args.group, args.base, args.out, args.epoch, device, args.kernel_choice, device_nics)
+    except InventoryError as exc:
+        print(f"firmware: {exc}", file=sys.stderr)
+        return 2
+    except (RuntimeError, OSError, ValueError) as exc:
         print(f"firmware: {args.host}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({k: v["sha256"] for k, v in m["artifacts"].items()}, sort_keys=True))

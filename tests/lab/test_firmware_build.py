@@ -23,8 +23,8 @@ EPOCH = "1767225600"
 ARTIFACTS = ("rootfs.tar", "base.squashfs", "layer.squashfs", "disk.img", "manifest.json")
 
 
-def build(out, *extra, limit="cpe"):
-    return run(TOP / ".venv/bin/ansible-playbook", "-i", "inventories/lab", "firmware.yml", "--limit", limit,
+def build(out, *extra, limit="cpe", inventory="inventories/lab"):
+    return run(TOP / ".venv/bin/ansible-playbook", "-i", inventory, "firmware.yml", "--limit", limit,
                "-e", f"cpe_firmware_output_dir={out}", "-e", f"cpe_firmware_source_date_epoch={EPOCH}", *extra,
                timeout=1500)
 
@@ -37,17 +37,33 @@ def sha256(path):
     return h.hexdigest()
 
 
+# The lab CPE's twin: the same role inputs, its own name and NICs. Its name sorts first, so
+# in the fleet build it is the one that applies the roles for both.
+TWIN = "another-cpe"
+TWIN_NICS = [{"name": "wan1", "mac": "52:54:00:c0:01:01"}, {"name": "lan0", "path": "pci-0000:00:05.0"}]
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """The lab CPE's image, built twice into two output directories."""
+    """The lab CPE's image built alone, then built again with its twin in one run."""
+    inv = tmp_path_factory.mktemp("fleet") / "inventory"
+    shutil.copytree(TOP / "inventories/lab", inv)
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
+    hosts["all"]["children"]["cpes"]["hosts"][TWIN] = None
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    twin_vars = yaml.safe_load((inv / "host_vars/cpe.yml").read_text())
+    (inv / "host_vars" / f"{TWIN}.yml").write_text(yaml.safe_dump({**twin_vars, "cpe_firmware_nics": TWIN_NICS}))
     outs = [tmp_path_factory.mktemp("fw-a"), tmp_path_factory.mktemp("fw-b")]
-    for out in outs:
-        proc = build(out)
+    for out, inventory, limit in ((outs[0], "inventories/lab", "cpe"), (outs[1], str(inv), f"cpe,{TWIN}")):
+        proc = build(out, limit=limit, inventory=inventory)
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    # One application of the roles for both, by the twin.
+    applied = proc.stdout.split("TASK [Apply cpe_base]", 1)[1].split("\n", 2)[1]
+    assert applied == f"included: cpe_base for {TWIN}", applied
     return outs
 
 
-def test_two_builds_are_byte_identical(images):
+def test_two_builds_are_byte_identical_alone_or_with_its_fleet(images):
     a, b = (out / "cpe" for out in images)
     assert sorted(p.name for p in a.iterdir()) == sorted(ARTIFACTS)
     for name in ARTIFACTS:
@@ -63,6 +79,27 @@ def test_two_builds_are_byte_identical(images):
     # The inventory data that went in, nothing that is not the roles'.
     assert manifest["device"]["cpe_wans"][0]["device"] == "wan1"
     assert not [k for k in manifest["device"] if not k.startswith("cpe_")]
+
+
+def test_the_twin_differs_from_the_cpe_by_its_identity_only(images):
+    cpe, twin = images[1] / "cpe", images[1] / TWIN
+    manifests = [json.loads((d / "manifest.json").read_text()) for d in (cpe, twin)]
+    assert manifests[1]["host"] == TWIN and manifests[1]["device"]["cpe_firmware_nics"] == TWIN_NICS
+    assert manifests[0]["artifacts"]["base.squashfs"] == manifests[1]["artifacts"]["base.squashfs"]
+    trees = []
+    for d in (cpe, twin):
+        with tarfile.open(d / "rootfs.tar") as tar:
+            trees.append({m.name.removeprefix("./"): (m.type, m.mode, m.size, m.linkname,
+                                                      tar.extractfile(m).read() if m.isfile() else None)
+                          for m in tar})
+    differ = {name for name in trees[0].keys() | trees[1].keys() if trees[0].get(name) != trees[1].get(name)}
+    assert differ == {"etc/hostname", "etc/systemd/network/10-mptcp-cpe-00-wan1.link",
+                      "etc/systemd/network/10-mptcp-cpe-01-lan0.link"}, differ
+    assert trees[1]["etc/hostname"][4] == f"{TWIN}\n".encode()
+    assert b"MACAddress=52:54:00:c0:01:01" in trees[1]["etc/systemd/network/10-mptcp-cpe-00-wan1.link"][4]
+    # The daemons' configs name no device: each names itself by the router's hostname.
+    for config in ("etc/mptcp-cpe/wand.json", "etc/mptcp-cpe/converter.json", "etc/mptcp-cpe/firewall.json"):
+        assert "host" not in json.loads(trees[1][config][4]), config
 
 
 @pytest.fixture(scope="module")

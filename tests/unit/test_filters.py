@@ -65,7 +65,8 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_firmware_packages": f.firmware_packages,
         "mptcp_cpe_firmware_prune": f.firmware_prune,
         "mptcp_cpe_firmware_device": f.firmware_device,
-        "mptcp_cpe_firmware_link_files": f.firmware_link_files,
+        "mptcp_cpe_firmware_groups": f.firmware_groups,
+        "mptcp_cpe_config_file": f.config_file,
         "mptcp_cpe_firmware_lan_unit": f.firmware_lan_unit,
         "mptcp_cpe_problems": f.problems,
     }
@@ -1010,3 +1011,9 @@ def test_firmware_filters_check_and_render_the_base_inputs():
     assert f.firmware_prune("path-exclude=/usr/share/doc/*\n", settings).splitlines()[-1] == "path-exclude=/usr/share/zoneinfo/*"
     assert f.problems("mptcp_cpe_firmware_settings", {**raw, "arch": "mips"}, "cpe1") == [
         "cpe1: cpe_firmware_arch: must be one of amd64, arm64 (got 'mips')"]
+
+
+def test_a_config_in_an_image_names_no_device():
+    cfg = {"host": "cpe01", "wans": [], "policy": "aggregate"}
+    assert f.config_file(cfg) is cfg and f.config_file(cfg, False) is cfg
+    assert f.config_file(cfg, True) == {"wans": [], "policy": "aggregate"}

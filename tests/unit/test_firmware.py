@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import stat
 import tarfile
 
@@ -200,7 +201,7 @@ def test_index_tar_follows_hard_links():
 def test_nics_become_link_files():
     s = firmware.settings("cpe1", {**GOOD, "nics": [{"name": "wan1", "mac": "52:54:00:AA:00:01"},
                                                     {"name": "lan0", "path": "pci-0000:00:05.0"}]})
-    files = firmware.link_files(s)
+    files = firmware.link_files(s.nics)
     assert list(files) == ["10-mptcp-cpe-00-wan1.link", "10-mptcp-cpe-01-lan0.link"]
     assert "[Match]\nMACAddress=52:54:00:aa:00:01\n\n[Link]\nName=wan1\n" in files["10-mptcp-cpe-00-wan1.link"]
     assert "Path=pci-0000:00:05.0" in files["10-mptcp-cpe-01-lan0.link"]
@@ -248,3 +249,47 @@ def test_lan_unit_none_without_lans_and_inventory_errors_as_validate():
     with pytest.raises(InventoryError) as exc:
         firmware.lan_unit("cpe1", [{"name": "lan", "device": "lan0", "ipv4": "198.18.1.1"}])
     assert str(exc.value).startswith("cpe1: cpe_lans[0] (lan).ipv4: not the CPE's IPv4 address")
+
+
+LAB_CPE = {"cpe_wans": [{"name": "wan1", "device": "wan1"}], "cpe_lans": [{"name": "lan", "device": "lan0"}],
+           "cpe_firmware_arch": "amd64"}
+
+
+def test_devices_with_equal_role_inputs_share_one_build():
+    inputs = {
+        "cpe03": {**LAB_CPE, "cpe_firmware_nics": [{"name": "wan1", "mac": "52:54:00:00:00:03"}]},
+        "cpe01": {**LAB_CPE, "cpe_firmware_nics": [{"name": "wan1", "mac": "52:54:00:00:00:01"}],
+                  "cpe_firmware_output_dir": "/elsewhere"},
+        # A LAN of its own: the roles render it (firewall, radvd, the LAN unit).
+        "cpe02": {**LAB_CPE, "cpe_lans": [{"name": "lan", "device": "lan1"}]},
+        "cpe04": dict(LAB_CPE),
+    }
+    assert firmware.role_groups(inputs) == {"cpe01": "cpe01", "cpe02": "cpe02", "cpe03": "cpe01", "cpe04": "cpe01"}
+    # Only the roles' variables count: no role reads how Ansible reaches a host.
+    assert firmware.role_groups({"b": {**LAB_CPE, "ansible_host": "198.18.0.2"},
+                                 "a": {**LAB_CPE, "ansible_host": "198.18.0.1"}}) == {"a": "a", "b": "a"}
+    # And which device builds does not depend on the order the inventory lists them.
+    assert firmware.role_groups(dict(reversed(list(inputs.items())))) == firmware.role_groups(inputs)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the identity's files are root's")
+def test_identity_is_written_beside_the_group_tree_never_through_it(tmp_path):
+    group = tmp_path / "group"
+    _tree(group, {"etc/hostname": b"debian\n", "etc/mptcp-cpe/wand.json": b"{}", "etc/systemd": None})
+    _tar_of(group, tmp_path / "base.tar")
+    index = firmware.index_tar(tmp_path / "base.tar")
+    (group / "etc/mptcp-cpe/wand.json").write_text('{"wans": []}')
+    dev = tmp_path / "dev"
+    subprocess.run(["cp", "--archive", "--link", str(group), str(dev)], check=True)
+    nics = firmware.nics("cpe7", "cpe_firmware_nics", [{"name": "wan1", "mac": "52:54:00:00:00:07"}])
+    written = firmware.write_identity(dev, "cpe7", nics)
+    assert written == ["etc/hostname", "etc/systemd/network", "etc/systemd/network/10-mptcp-cpe-00-wan1.link"]
+    assert (dev / "etc/hostname").read_text() == "cpe7\n" and (group / "etc/hostname").read_text() == "debian\n"
+    assert not (group / "etc/systemd/network").exists()
+    plan = {"changed": ["etc/mptcp-cpe/wand.json"], "removed": []}
+    assert firmware.device_layer(index, dev, plan, written) == [
+        "etc/hostname", "etc/mptcp-cpe/wand.json", "etc/systemd/network", "etc/systemd/network/10-mptcp-cpe-00-wan1.link"]
+    # A device named as the base is leaves the base's file alone.
+    same = tmp_path / "same"
+    subprocess.run(["cp", "--archive", "--link", str(group), str(same)], check=True)
+    assert firmware.device_layer(index, same, plan, firmware.write_identity(same, "debian", ())) == plan["changed"]

@@ -39,7 +39,7 @@ from ..checks import (
     route_protocol,
 )
 from ..inventory import MAX_WANS, Lan, Wan, number_tables, parse_lans, parse_wans
-from ..settings import read_config
+from ..settings import config_host, read_config
 from ..state import MCP_STATE, WAN_STATE
 from .lanprefix import RaSettings, ra_settings
 
@@ -130,10 +130,7 @@ def _policy(host: str, value: Any) -> str:
 
 def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
     """The checked config. ``host`` names the router in messages when the file does not."""
-    if not isinstance(raw, dict):
-        raise ConfigError(host, "(config)", "must be a JSON object", type(raw).__name__)
-    if isinstance(raw.get("host"), str) and raw["host"]:
-        host = raw["host"]
+    host = config_host(raw, host)
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise ConfigError(host, "(config)", f"unknown keys {key_names(unknown)}; allowed: {sorted(TOP_KEYS)}", show_value=False)
