@@ -466,7 +466,7 @@ class Kernel:
     """The table through libnftables (one transaction), the mark rules through pyroute2."""
 
     def __init__(self) -> None:
-        from pyroute2 import IPRoute
+        from .netlink import IPRoute
 
         from .nft import Nft
 

@@ -63,7 +63,7 @@ class Interception:
     default routes of its table (tagged with route_protocol). Netlink through pyroute2."""
 
     def __init__(self) -> None:
-        from pyroute2 import IPRoute
+        from ..netlink import IPRoute
 
         from ..nft import Nft
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def set_subflow_limit(cfg: McpConfig) -> None:
     if cfg.max_subflows is None:
         return
-    from pyroute2 import MPTCP
+    from ..netlink import MPTCP
     m = MPTCP()
     try:
         (msg,) = m.limits("show")

@@ -36,18 +36,17 @@ from pathlib import Path
 from socket import AF_INET6
 from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.rtnl import (
+from ..build import build_id
+from ..inventory import InventoryError
+from ..netlink import (
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV4_ROUTE,
     RTMGRP_IPV4_RULE,
     RTMGRP_IPV6_IFADDR,
     RTMGRP_IPV6_ROUTE,
     RTMGRP_LINK,
+    IPRoute,
 )
-
-from ..build import build_id
-from ..inventory import InventoryError
 from ..sdnotify import sd_notify
 from ..state import (
     LanPrefixRecord,

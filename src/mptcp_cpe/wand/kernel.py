@@ -10,11 +10,7 @@ import logging
 import struct
 from socket import AF_INET, AF_INET6
 
-from pyroute2 import IPRoute, MPTCP
-from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.generic.mptcp import MPTCP_PM_CMD_SET_FLAGS, mptcp_msg
-
+from ..netlink import MPTCP, MPTCP_PM_CMD_SET_FLAGS, NLM_F_ACK, NLM_F_REQUEST, IPRoute, NetlinkError, mptcp_msg
 from ..nft import KernelError, Nft
 from .config import RULE_BAND, WandConfig
 from .plan import FAMILIES, Address, Change, Endpoint, Link, Owned, Route, Rule
