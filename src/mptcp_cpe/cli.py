@@ -64,38 +64,38 @@ def _option(args: argparse.Namespace) -> int:
         return 1
 
 
-class _BuildId(argparse.Action):
-    """``--build-id``: which code is installed (wand reports the one it runs in wan.json)."""
+class _Print(argparse.Action):
+    """An option that prints what ``say()`` returns and exits (``--version``, ``--build-id``):
+    what it needs is imported only when it is asked for."""
 
-    def __init__(self, option_strings, dest, **kw) -> None:
+    def __init__(self, option_strings, dest, say=None, **kw) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+        self.say = say
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        from .build import build_id
-
-        print(build_id())
+        print(self.say())
         parser.exit()
 
 
-class _Version(argparse.Action):
-    """``--version``: the installed package's version, looked up only when asked."""
+def _build_id() -> str:
+    """Which code is installed (wand reports the one it runs in wan.json)."""
+    from .build import build_id
 
-    def __init__(self, option_strings, dest, **kw) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+    return build_id()
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        from . import __version__
 
-        print(f"mptcp-cpe {__version__}")
-        parser.exit()
+def _version() -> str:
+    from . import __version__
+
+    return f"mptcp-cpe {__version__}"
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command (``command`` None), or with ``command``'s alone (its
     module the only one imported; none for the option commands or "")."""
     parser = argparse.ArgumentParser(prog="mptcp-cpe", description="Network-assisted Multipath TCP for CPEs.")
-    parser.add_argument("--version", action=_Version, help="print the installed version and exit")
-    parser.add_argument("--build-id", action=_BuildId, help="print the digest of the installed code and exit")
+    parser.add_argument("--version", action=_Print, say=_version, help="print the installed version and exit")
+    parser.add_argument("--build-id", action=_Print, say=_build_id, help="print the digest of the installed code and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     opt = sub.add_parser("option", help="encode or decode the MCP DHCP options (draft-boucadair-mptcp-dhc)")
