@@ -43,16 +43,21 @@ TWIN = "another-cpe"
 TWIN_NICS = [{"name": "wan1", "mac": "52:54:00:c0:01:01"}, {"name": "lan0", "path": "pci-0000:00:05.0"}]
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    """The lab CPE's image built alone, then built again with its twin in one run."""
-    inv = tmp_path_factory.mktemp("fleet") / "inventory"
+def twin_inventory(inv):
+    """The lab inventory with the lab CPE's twin beside it, at inv."""
     shutil.copytree(TOP / "inventories/lab", inv)
     hosts = yaml.safe_load((inv / "hosts.yml").read_text())
     hosts["all"]["children"]["cpes"]["hosts"][TWIN] = None
     (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
     twin_vars = yaml.safe_load((inv / "host_vars/cpe.yml").read_text())
     (inv / "host_vars" / f"{TWIN}.yml").write_text(yaml.safe_dump({**twin_vars, "cpe_firmware_nics": TWIN_NICS}))
+    return inv
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """The lab CPE's image built alone, then built again with its twin in one run."""
+    inv = twin_inventory(tmp_path_factory.mktemp("fleet") / "inventory")
     outs = [tmp_path_factory.mktemp("fw-a"), tmp_path_factory.mktemp("fw-b")]
     for out, inventory, limit in ((outs[0], "inventories/lab", "cpe"), (outs[1], str(inv), f"cpe,{TWIN}")):
         proc = build(out, limit=limit, inventory=inventory)
@@ -196,10 +201,15 @@ def test_one_wrong_cpe_stops_the_build_of_every_cpe(tmp_path):
 
 
 def test_a_package_the_archive_lacks_is_named_and_builds_nothing(tmp_path):
-    proc = build(tmp_path, "-e", '{"cpe_firmware_packages_extra": ["mptcp-cpe-no-such-package"]}')
+    """The lab CPE and its twin, one group: the twin's base fails, and neither is built."""
+    inv, out = twin_inventory(tmp_path / "inv"), tmp_path / "out"
+    out.mkdir()
+    proc = build(out, "-e", '{"cpe_firmware_packages_extra": ["mptcp-cpe-no-such-package"]}',
+                 limit=f"cpe,{TWIN}", inventory=str(inv))
     assert proc.returncode != 0
     assert "E: Unable to locate package mptcp-cpe-no-such-package" in proc.stdout, proc.stdout[-3000:]
-    assert list(tmp_path.iterdir()) == []
+    assert f"cpe: no image built: it shares the build of {TWIN}, which failed above" in proc.stdout
+    assert list(out.iterdir()) == []
     assert run("docker", "ps", "-a", "--filter", "name=mptcp-cpe-fw-", "--format", "{{.Names}}").stdout.strip() == ""
 
 
