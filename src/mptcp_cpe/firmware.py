@@ -109,32 +109,39 @@ def _strings(host: str, field: str, value: Any, pattern: re.Pattern, what: str) 
 
 def nics(host: str, field: str, value: Any) -> tuple[dict, ...]:
     """The device model's NIC names: each {name, mac} or {name, path} becomes a systemd .link
-    file in the image, so the router's NICs carry the names the inventory uses."""
+    file in the image, so the router's NICs carry the names the inventory uses. Every NIC's
+    mistakes at once."""
     if not isinstance(value, list):
         raise InventoryError(host, field, "must be a list of {name, mac} or {name, path}", value)
+    errors = checks.Errors()
     out, seen = [], set()
     for i, item in enumerate(value):
-        where = f"{field}[{i}]"
-        checks.check_keys(host, where, item, frozenset({"name", "mac", "path"}))
-        name = item.get("name")
-        if not checks.is_ifname(name):
-            raise InventoryError(host, f"{where}.name", "must be an interface name (1-15 octets, no '/', ':' or space)", name)
-        if name in seen:
-            raise InventoryError(host, f"{where}.name", "names another NIC already", name)
-        seen.add(name)
-        if ("mac" in item) == ("path" in item):
-            raise InventoryError(host, where, "must have exactly one of mac and path", item)
-        if "mac" in item:
-            mac = item["mac"]
-            if not isinstance(mac, str) or MAC.fullmatch(mac.lower()) is None:
-                raise InventoryError(host, f"{where}.mac", "must be a MAC address (aa:bb:cc:dd:ee:ff)", mac)
-            out.append({"name": name, "mac": mac.lower()})
-        else:
-            path = item["path"]
-            if not isinstance(path, str) or NIC_PATH.fullmatch(path) is None:
-                raise InventoryError(host, f"{where}.path", "must be a udev ID_PATH such as pci-0000:00:03.0", path)
-            out.append({"name": name, "path": path})
+        nic = errors.check(_nic, host, f"{field}[{i}]", item, seen)
+        if nic is not None:
+            out.append(nic)
+    errors.raise_any()
     return tuple(out)
+
+
+def _nic(host: str, where: str, item: Any, seen: set[str]) -> dict:
+    checks.check_keys(host, where, item, frozenset({"name", "mac", "path"}))
+    name = item.get("name")
+    if not checks.is_ifname(name):
+        raise InventoryError(host, f"{where}.name", "must be an interface name (1-15 octets, no '/', ':' or space)", name)
+    if name in seen:
+        raise InventoryError(host, f"{where}.name", "names another NIC already", name)
+    seen.add(name)
+    if ("mac" in item) == ("path" in item):
+        raise InventoryError(host, where, "must have exactly one of mac and path", item)
+    if "mac" in item:
+        mac = item["mac"]
+        if not isinstance(mac, str) or MAC.fullmatch(mac.lower()) is None:
+            raise InventoryError(host, f"{where}.mac", "must be a MAC address (aa:bb:cc:dd:ee:ff)", mac)
+        return {"name": name, "mac": mac.lower()}
+    path = item["path"]
+    if not isinstance(path, str) or NIC_PATH.fullmatch(path) is None:
+        raise InventoryError(host, f"{where}.path", "must be a udev ID_PATH such as pci-0000:00:03.0", path)
+    return {"name": name, "path": path}
 
 
 def link_files(device_nics: Iterable[dict]) -> dict[str, str]:

@@ -293,3 +293,15 @@ def test_identity_is_written_beside_the_group_tree_never_through_it(tmp_path):
     same = tmp_path / "same"
     subprocess.run(["cp", "--archive", "--link", str(group), str(same)], check=True)
     assert firmware.device_layer(index, same, plan, firmware.write_identity(same, "debian", ())) == plan["changed"]
+
+
+def test_every_nic_mistake_at_once():
+    with pytest.raises(InventoryError) as exc:
+        firmware.settings("cpe1", {**GOOD, "nics": [{"name": "wan1", "mac": "52:54:00:zz:00:01"},
+                                                    {"name": "wan1", "path": "pci-0000:00:04.0"},
+                                                    {"name": "lan0", "path": "pci 0"}]})
+    assert str(exc.value).splitlines() == [
+        "cpe1: cpe_firmware_nics[0].mac: must be a MAC address (aa:bb:cc:dd:ee:ff) (got '52:54:00:zz:00:01')",
+        "cpe1: cpe_firmware_nics[1].name: names another NIC already (got 'wan1')",
+        "cpe1: cpe_firmware_nics[2].path: must be a udev ID_PATH such as pci-0000:00:03.0 (got 'pci 0')",
+    ]
