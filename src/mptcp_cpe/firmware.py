@@ -233,14 +233,15 @@ def prune_options(listed: str, s: Settings) -> str:
 
 def role_groups(inputs: dict[str, dict]) -> dict[str, str]:
     """Which device's build each device shares (host -> its group's first host, by name):
-    devices whose cpe_* variables are equal but for their identity (IDENTITY) and where the
-    build puts things get the same roles applied, so they are built once. inputs: host ->
-    its cpe_* variables (the rest of hostvars is Ansible's, or connection data no role reads)."""
+    devices whose cpe_* variables are equal but for their identity (IDENTITY) get the same
+    roles applied, so they are built once. Where the build goes counts too: a group's tree
+    lives in its output directory, and its devices' files are hard links to it. inputs:
+    host -> its cpe_* variables (the rest of hostvars is Ansible's, or connection data no
+    role reads)."""
     leaders: dict[str, str] = {}
     out = {}
     for host in sorted(inputs):
-        wanted = {k: v for k, v in inputs[host].items()
-                  if k.startswith("cpe_") and k not in IDENTITY and k not in BUILD_PLACES}
+        wanted = {k: v for k, v in inputs[host].items() if k.startswith("cpe_") and k not in IDENTITY}
         key = json.dumps(wanted, sort_keys=True, default=str)
         out[host] = leaders.setdefault(key, host)
     return out

@@ -258,13 +258,15 @@ LAB_CPE = {"cpe_wans": [{"name": "wan1", "device": "wan1"}], "cpe_lans": [{"name
 def test_devices_with_equal_role_inputs_share_one_build():
     inputs = {
         "cpe03": {**LAB_CPE, "cpe_firmware_nics": [{"name": "wan1", "mac": "52:54:00:00:00:03"}]},
-        "cpe01": {**LAB_CPE, "cpe_firmware_nics": [{"name": "wan1", "mac": "52:54:00:00:00:01"}],
-                  "cpe_firmware_output_dir": "/elsewhere"},
+        "cpe01": {**LAB_CPE, "cpe_firmware_nics": [{"name": "wan1", "mac": "52:54:00:00:00:01"}]},
         # A LAN of its own: the roles render it (firewall, radvd, the LAN unit).
         "cpe02": {**LAB_CPE, "cpe_lans": [{"name": "lan", "device": "lan1"}]},
         "cpe04": dict(LAB_CPE),
+        # Built elsewhere: its files cannot be links to a tree in the others' directory.
+        "cpe05": {**LAB_CPE, "cpe_firmware_output_dir": "/elsewhere"},
     }
-    assert firmware.role_groups(inputs) == {"cpe01": "cpe01", "cpe02": "cpe02", "cpe03": "cpe01", "cpe04": "cpe01"}
+    assert firmware.role_groups(inputs) == {"cpe01": "cpe01", "cpe02": "cpe02", "cpe03": "cpe01", "cpe04": "cpe01",
+                                            "cpe05": "cpe05"}
     # Only the roles' variables count: no role reads how Ansible reaches a host.
     assert firmware.role_groups({"b": {**LAB_CPE, "ansible_host": "198.18.0.2"},
                                  "a": {**LAB_CPE, "ansible_host": "198.18.0.1"}}) == {"a": "a", "b": "a"}
