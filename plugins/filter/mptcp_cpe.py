@@ -18,11 +18,11 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp
+    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp, openwrt
     from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp
+    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp, openwrt
     from mptcp_cpe.wand import config as wand_config
 
 # The kernel's in-kernel path manager refuses limits above this (MPTCP_PM_ADDR_MAX).
@@ -62,6 +62,11 @@ def problems(name, *args, **kwargs):
 def cpe_wans(wans, host):
     """The host's WAN list, checked and normalised (static addresses as strings)."""
     return [w.as_dict() for w in _checked(inventory.parse_wans, host, wans)]
+
+
+def openwrt_network(wans, host, v4_code, v6_code, metric_base):
+    """The UCI network want (module mptcp_cpe_uci) of an OpenWrt CPE's DHCP WANs."""
+    return _checked(openwrt.network_want, host, wans, int(v4_code), int(v6_code), int(metric_base))
 
 
 def cpe_platform(distribution, host):
@@ -332,6 +337,7 @@ class FilterModule:
         return {
             "mptcp_cpe_wans": cpe_wans,
             "mptcp_cpe_platform": cpe_platform,
+            "mptcp_cpe_openwrt_network": openwrt_network,
             "mptcp_cpe_option_code": option_code,
             "mptcp_cpe_kea_config": kea_config,
             "mptcp_cpe_base_sysctls": cpe_base_sysctls,

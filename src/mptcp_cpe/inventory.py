@@ -21,11 +21,15 @@ from .checks import RESERVED_TABLES, Errors, InventoryError, boolean, integer, i
 MAX_WANS = 8
 
 WAN_KINDS = frozenset({"dsl", "fibre", "cable", "ethernet", "lte", "5g", "satellite"})
-WAN_KEYS = frozenset({"name", "device", "kind", "ipv4", "ipv6", "pd_length", "weight", "backup", "table", "nat", "probes"})
+WAN_KEYS = frozenset({"name", "device", "kind", "ipv4", "ipv6", "pd_length", "weight", "backup", "table", "nat", "probes",
+                      "uci_interface", "uci_interface6"})
 # The delegated prefix a DHCPv6 WAN asks for (IA_PD): /48 to /64, /56 unless the inventory says.
 PD_LENGTH_RANGE = (48, 64)
 DEFAULT_PD_LENGTH = 56
 WAN_NAME = re.compile(r"[a-z][a-z0-9_-]{0,14}")
+# A netifd interface (an OpenWrt WAN's section in /etc/config/network): a UCI section name,
+# which netifd keeps to 15 characters (its device names derive from it: pppoe-<name>).
+UCI_INTERFACE = re.compile(r"[A-Za-z0-9_]{1,15}")
 WEIGHT_RANGE = (1, 256)  # nexthop weights in a multipath route
 PROBE_KINDS = ("icmp", "tcp")
 PROBE_KEYS = frozenset({"kind", "target", "port"})
@@ -75,6 +79,9 @@ class Wan:
     nat: bool = True  # masquerade IPv4 leaving by this WAN
     probes: tuple[Probe, ...] = DEFAULT_PROBES
     pd_length: int | None = None  # the delegated prefix length asked for (ipv6 dhcp only)
+    # OpenWrt: the netifd interfaces of the WAN's IPv4 and DHCPv6 (None: not given).
+    uci_interface: str | None = None
+    uci_interface6: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         def addr(a):
@@ -95,6 +102,9 @@ class Wan:
             d["table"] = self.table
         if self.pd_length is not None:
             d["pd_length"] = self.pd_length
+        for key in ("uci_interface", "uci_interface6"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
 
 
@@ -256,7 +266,33 @@ def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
         probes=(_probes(host, f"{where}.probes", raw["probes"], ipv4, ipv6) if "probes" in raw
                 else DEFAULT_PROBES),
         pd_length=pd_length,
+        **{key: _uci_interface(host, f"{where}.{key}", raw[key]) for key in ("uci_interface", "uci_interface6") if key in raw},
     )
+
+
+def _uci_interface(host: str, field: str, value: Any) -> str:
+    if not isinstance(value, str) or UCI_INTERFACE.fullmatch(value) is None:
+        raise InventoryError(host, field, "not a netifd interface name (1-15 characters of A-Z, a-z, 0-9 and _)", value)
+    return value
+
+
+def openwrt_interfaces(host: str, index: int, wan: Wan, field: str = "cpe_wans") -> tuple[str, str]:
+    """The netifd interfaces of an OpenWrt WAN: its ``uci_interface`` (default: its name) and
+    ``uci_interface6`` (default: that and 6, as OpenWrt's own wan and wan6)."""
+    where = f"{field}[{index}] ({wan.name})"
+    iface = wan.uci_interface
+    if iface is None:
+        if UCI_INTERFACE.fullmatch(wan.name) is None:
+            raise InventoryError(host, f"{where}.uci_interface", "missing: the WAN's name is no netifd interface name "
+                                 "(a-z, 0-9 and _): name its interface in /etc/config/network", show_value=False)
+        iface = wan.name
+    iface6 = wan.uci_interface6
+    if iface6 is None:
+        iface6 = iface + "6"
+        if UCI_INTERFACE.fullmatch(iface6) is None:
+            raise InventoryError(host, f"{where}.uci_interface6", f"missing: {iface}6 is over 15 characters: name the "
+                                 "WAN's DHCPv6 interface", show_value=False)
+    return iface, iface6
 
 
 def number_tables(host: str, wans: list[Wan], table_base: int, field: str = "wans", *,
@@ -278,7 +314,7 @@ def parse_wans(host: str, raw: Any, field: str = "cpe_wans") -> list[Wan]:
     """Check a CPE's WAN list (the inventory's ``cpe_wans``) and return it normalised.
     ``field`` is the list's name in messages (a daemon's config calls it ``wans``)."""
     wans = _each_item(host, field, raw, parse_wan, "WANs", MAX_WANS, " (the kernel's MPTCP endpoint limit)")
-    _unique(host, field, wans, ("name", "device", "table"))
+    _unique(host, field, wans, ("name", "device", "table", "uci_interface", "uci_interface6"))
     if all(w.backup for w in wans):
         raise InventoryError(host, field, "every WAN is a backup: at least one must carry traffic normally", [w.name for w in wans])
     return wans

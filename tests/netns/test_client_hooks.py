@@ -261,6 +261,61 @@ def test_dhclient_without_the_request_gets_no_mcps(tmp_path, procs):
 
 
 # ---------------------------------------------------------------------------
+# OpenWrt: netifd runs udhcpc with `-O <code>` for each word of the interface's reqopts
+# and its dhcp.script sources each file of /etc/udhcpc.user.d/ with udhcpc's arguments.
+# The network config is what the role's UCI want makes of OpenWrt's default one.
+# ---------------------------------------------------------------------------
+
+# The end of OpenWrt's /lib/netifd/dhcp.script, after netifd has been told of the lease
+# (here: the address set as netifd would), with the user.d directory under tmp_path.
+OPENWRT_DHCP_SCRIPT = """#!/bin/sh
+[ -z "$1" ] && echo "Error: should be run by udhcpc" && exit 1
+case "$1" in
+bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;;
+deconfig) ip addr flush dev "$interface" ;;
+esac
+for f in {user_d}/*; do
+    [ -f "$f" ] && (. "$f" "$@")
+done
+exit 0
+"""
+
+
+def openwrt_reqopts(tmp_path: Path) -> list[str]:
+    """udhcpc's -O flags as netifd's dhcp.sh derives them from the WAN's reqopts after the
+    role's UCI want (the operator's 121 kept, 224 added)."""
+    from mptcp_cpe import uci
+    from mptcp_cpe.openwrt import network_want
+    current = uci.parse_show("network", "network.wan=interface\nnetwork.wan.device='b0'\n"
+                                        "network.wan.proto='dhcp'\nnetwork.wan.reqopts='121'\n")
+    want = network_want("cpe", [{"name": "wan", "device": "b0", "kind": "fibre", "ipv4": "dhcp"}], CODE, 65000, 100)
+    after = uci.apply("network", current, uci.plan("network", current, want))
+    assert after["wan"]["metric"] == str(METRIC)
+    return [flag for opt in after["wan"]["reqopts"].split() for flag in ("-O", opt)]
+
+
+@real_clients
+def test_udhcpc_as_netifd_runs_it_records_then_withdraws(tmp_path, procs):
+    user_d = tmp_path / "udhcpc.user.d"
+    user_d.mkdir()
+    render("udhcpc-hook.j2", user_d / "50-mptcp-cpe", wan_devices=["b0"], v4_option_code=CODE, hook_timeout=10,
+           mptcp_cpe_bin=hook_command(tmp_path)).chmod(0o644)
+    script = tmp_path / "dhcp.script"
+    script.write_text(OPENWRT_DHCP_SCRIPT.format(user_d=user_d))
+    script.chmod(0o755)
+    flags = openwrt_reqopts(tmp_path)
+    assert flags == ["-O", "121", "-O", str(CODE)]
+    with link_pair("t-cho", ["192.0.2.1/24"], []) as (srv, cli):
+        start_kea4(procs, tmp_path, srv, kea_config(MCP_HEX))
+        client = procs.start("udhcpc", "udhcpc", "-f", "-R", "-i", "b0", *flags, "-s", str(script),
+                             "-t", "10", "-T", "1", ns=cli)
+        state = wait_for("mcp.json to show b0's MCPs", lambda: read_state(tmp_path).get("wans"), timeout=30)
+        assert state["b0"]["v4"]["mcps"] == MCP_LISTS and state["b0"]["v4"]["event"] == "bound"
+        procs.stop(client)
+        assert read_state(tmp_path) == {"version": 1, "wans": {}}
+
+
+# ---------------------------------------------------------------------------
 # odhcp6c: the hook as OpenWrt's dhcpv6.script sources it (`. hook "$@"`, $1 the device,
 # $2 the state, OPTION_<code> one option instance as hex)
 # ---------------------------------------------------------------------------
