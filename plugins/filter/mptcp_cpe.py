@@ -69,6 +69,15 @@ def openwrt_network(wans, host, v4_code, v6_code, metric_base):
     return _checked(openwrt.network_want, host, wans, int(v4_code), int(v6_code), int(metric_base))
 
 
+def mwan3_conflicts(mwan3_show, wans, host):
+    """The WAN interfaces an OpenWrt CPE's mwan3 manages (`uci -q show mwan3` output), each
+    as '<interface> (<WAN name>)'; [] when mwan3 manages none of them (or is not there)."""
+    try:
+        return _checked(openwrt.mwan3_conflicts, host, mwan3_show, wans)
+    except ValueError as exc:
+        raise AnsibleFilterError(f"{host}: /etc/config/mwan3: {exc}") from None
+
+
 def cpe_platform(distribution, host):
     """'Debian' or 'OpenWrt' from the distribution fact; anything else is an error naming it."""
     return _checked(inventory.platform, host, distribution)
@@ -338,6 +347,7 @@ class FilterModule:
             "mptcp_cpe_wans": cpe_wans,
             "mptcp_cpe_platform": cpe_platform,
             "mptcp_cpe_openwrt_network": openwrt_network,
+            "mptcp_cpe_mwan3_conflicts": mwan3_conflicts,
             "mptcp_cpe_option_code": option_code,
             "mptcp_cpe_kea_config": kea_config,
             "mptcp_cpe_base_sysctls": cpe_base_sysctls,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .checks import Errors
+from .checks import Errors, InventoryError
 from .inventory import openwrt_interfaces, parse_wans
 
 
@@ -37,3 +37,22 @@ def network_want(host: str, wans_raw: Any, v4_code: int, v6_code: int, metric_ba
             want.append({"name": iface6, "options": {"metric": metric}, "tokens": {"reqopts": [str(v6_code)]}})
     errors.raise_any()
     return want
+
+
+def mwan3_conflicts(host: str, mwan3_show: str, wans_raw: Any) -> list[str]:
+    """The netifd interfaces of these WANs that mwan3 manages (`uci -q show mwan3`: an
+    interface section of that name with enabled 1; mwan3's default is 0). A WAN whose
+    interfaces cannot be named is not looked for: nothing of mwan3 can name it either."""
+    from .uci import parse_show
+
+    mwan3 = parse_show("mwan3", mwan3_show) if mwan3_show.strip() else {}
+    managed = {name for name, options in mwan3.items()
+               if options.get(".type") == "interface" and options.get("enabled") in ("1", "on", "true", "yes")}
+    found = []
+    for i, wan in enumerate(parse_wans(host, wans_raw)):
+        try:
+            names = openwrt_interfaces(host, i, wan)
+        except InventoryError:
+            continue
+        found.extend(f"{name} ({wan.name})" for name in names if name in managed)
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mptcp_cpe.checks import InventoryError
-from mptcp_cpe.openwrt import network_want
+from mptcp_cpe.openwrt import mwan3_conflicts, network_want
 
 
 def wan(name, **extra):
@@ -44,3 +44,28 @@ def test_a_bad_interface_name_is_refused(value):
 def test_two_wans_on_one_interface_are_refused():
     with pytest.raises(InventoryError, match=r"cpe_wans\[1\] \(b\)\.uci_interface: already used by cpe_wans\[0\] \(a\)"):
         network_want("cpe", [wan("a", uci_interface="wan"), wan("b", uci_interface="wan")], 224, 65000, 100)
+
+
+MWAN3 = """\
+mwan3.globals=globals
+mwan3.globals.mmx_mask='0x3F00'
+mwan3.wan=interface
+mwan3.wan.enabled='1'
+mwan3.wan.family='ipv4'
+mwan3.wan6=interface
+mwan3.wan6.enabled='0'
+mwan3.wanb=interface
+mwan3.wanb.family='ipv4'
+mwan3.lte=interface
+mwan3.lte.enabled='1'
+mwan3.wan_m1_w3=member
+mwan3.wan_m1_w3.interface='wan'
+"""
+
+
+def test_mwan3_that_manages_a_wan_is_found():
+    wans = [wan("wan", ipv6="dhcp"), wan("wanb"), wan("lte-x", uci_interface="lte"), wan("dsl-y")]
+    # wan6 is disabled, wanb has mwan3's default (disabled), dsl-y has no interface name: not looked for.
+    assert mwan3_conflicts("cpe", MWAN3, wans) == ["wan (wan)", "lte (lte-x)"]
+    assert mwan3_conflicts("cpe", "", wans) == []
+    assert mwan3_conflicts("cpe", MWAN3, [wan("fibre")]) == []
