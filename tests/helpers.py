@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -39,3 +40,20 @@ needs_root_docker = pytest.mark.skipif(
     os.geteuid() != 0 or not docker_answers(),
     reason="needs root and a docker engine (scripts/test provides both)",
 )
+
+
+@contextlib.contextmanager
+def option_codec(name: str):
+    """mptcp_cpe.options running on this codec, "c" or "python", for the block (skipped for
+    "c" where the compiled codec is not built); yields the codec module."""
+    from mptcp_cpe import options
+
+    if name == "c":
+        pytest.importorskip("mptcp_cpe._mcp_codec", reason="the compiled codec is not built")
+    saved = options.codec, options.BACKEND
+    options.codec = options.load_codec(name)
+    options.BACKEND = options.codec.NAME
+    try:
+        yield options.codec
+    finally:
+        options.codec, options.BACKEND = saved

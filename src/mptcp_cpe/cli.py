@@ -39,7 +39,7 @@ def _option(args: argparse.Namespace) -> int:
             mcps = [[a.strip() for a in item.split(",")] for item in args.items]
             for i, addresses in enumerate(mcps):
                 if any(not a for a in addresses):
-                    raise options.OptionError(options.lib.MCP_E_EMPTY_LIST, f"MCP {i + 1} ({args.items[i]!r}) has an empty address")
+                    raise options.OptionError(options.MCP_E_EMPTY_LIST, f"MCP {i + 1} ({args.items[i]!r}) has an empty address")
             if args.family == "v4":
                 print(options.encode_v4(mcps).hex())
             else:

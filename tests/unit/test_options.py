@@ -1,4 +1,6 @@
-"""The MCP option codec (hooks/kea/mcp_codec.c through cffi) and `mptcp-cpe option`.
+"""The MCP options (mptcp_cpe.options) and `mptcp-cpe option`, each test run on both codecs:
+hooks/kea/mcp_codec.c through cffi, and its pure-Python twin (test_codec_py.py compares the
+two directly).
 
 Vectors follow draft-boucadair-mptcp-dhc's wire format: OPTION_V4_MPTCP data is one or
 more `list-len | n x IPv4` lists (list-len in octets), OPTION_V6_MPTCP one instance of
@@ -14,10 +16,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import option_codec
 from mptcp_cpe import cli, options
 from mptcp_cpe.options import OptionError, decode_v4, decode_v6, encode_v4, encode_v6
 
-lib = options.lib
+lib = options  # the MCP_E_* codes
+
+
+@pytest.fixture(scope="module", params=options.BACKENDS, autouse=True)
+def codec(request):
+    """Every test of this module once with each codec (module scope: hypothesis allows it)."""
+    with option_codec(request.param) as module:
+        yield module
 
 # One MCP, one address: list-len 04 | 192.0.2.1
 ONE = "04" "c0000201"
@@ -136,12 +146,9 @@ def test_v4_encode_refuses(lists, code, fragment):
     assert info.value.code == code and fragment in str(info.value)
 
 
-def test_encode_one_byte_short_is_nospace_in_c():
-    addrs = bytes.fromhex("c0000201")
-    out = options.ffi.new("uint8_t[]", 4)
-    assert lib.mcp_v4_encode(addrs, [1], 1, out, 4) == lib.MCP_E_NOSPACE
-    out6 = options.ffi.new("uint8_t[]", 15)
-    assert lib.mcp_v6_encode(ipaddress.IPv6Address("2001:db8::1").packed, 1, out6, 15) == lib.MCP_E_NOSPACE
+def test_encode_one_byte_short_is_nospace_in_the_codec(codec):
+    assert codec.v4_encode(bytes.fromhex("c0000201"), [1], 4) == (lib.MCP_E_NOSPACE, b"")
+    assert codec.v6_encode(ipaddress.IPv6Address("2001:db8::1").packed, 15) == (lib.MCP_E_NOSPACE, b"")
 
 
 @pytest.mark.parametrize(("argv", "message"), [
