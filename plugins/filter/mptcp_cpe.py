@@ -78,6 +78,12 @@ def mwan3_conflicts(mwan3_show, wans, host):
         raise AnsibleFilterError(f"{host}: /etc/config/mwan3: {exc}") from None
 
 
+def openwrt_firewall(config, host, wan_zone, lan_zone):
+    """The fw4 want (module mptcp_cpe_uci, config firewall) of an OpenWrt CPE's firewall
+    config (``mptcp_cpe_firewall_config``'s)."""
+    return _checked(openwrt.firewall_want, host, config, wan_zone, lan_zone)
+
+
 def cpe_platform(distribution, host):
     """'Debian' or 'OpenWrt' from the distribution fact; anything else is an error naming it."""
     return _checked(inventory.platform, host, distribution)
@@ -348,6 +354,7 @@ class FilterModule:
             "mptcp_cpe_platform": cpe_platform,
             "mptcp_cpe_openwrt_network": openwrt_network,
             "mptcp_cpe_mwan3_conflicts": mwan3_conflicts,
+            "mptcp_cpe_openwrt_firewall": openwrt_firewall,
             "mptcp_cpe_option_code": option_code,
             "mptcp_cpe_kea_config": kea_config,
             "mptcp_cpe_base_sysctls": cpe_base_sysctls,

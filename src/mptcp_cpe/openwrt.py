@@ -9,6 +9,7 @@ and /etc/odhcp6c.user.d/, which netifd's scripts source) do the rest, as on Debi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .checks import Errors, InventoryError
@@ -56,3 +57,73 @@ def mwan3_conflicts(host: str, mwan3_show: str, wans_raw: Any) -> list[str]:
             continue
         found.extend(f"{name} ({wan.name})" for name in names if name in managed)
     return found
+
+
+# fw4 zone names: fw4 names chains after them, and keeps them to 11 characters as fw3 did.
+FW4_ZONE = re.compile(r"[A-Za-z0-9_]{1,11}")
+
+
+def _zone(host: str, field: str, value: Any) -> str:
+    if not isinstance(value, str) or FW4_ZONE.fullmatch(value) is None:
+        raise InventoryError(host, field, "not an fw4 zone name (1-11 characters of A-Z, a-z, 0-9 and _)", value)
+    return value
+
+
+def firewall_want(host: str, config_raw: Any, wan_zone: Any, lan_zone: Any) -> list[dict[str, Any]]:
+    """The security issue's policy as fw4 sections (the firewall config's ``want``), on top of
+    the zones an OpenWrt router has: every WAN's interfaces in ``wan_zone`` (added where
+    missing: its input and forward stay the operator's, REJECT by default); SSH from the
+    management prefixes through it; each port forward as a DNAT redirect (IPv4) or an accept
+    rule (IPv6, no translation). fw4 owns nftables' filtering on OpenWrt: a drop in any other
+    table would drop what fw4 lets in, so the Debian table is not made there. What fw4 cannot
+    say stays in the daemons' own tables, which fw4 never touches: the converter's input
+    chain refuses connections to its listen port that it did not divert (a fib lookup, which
+    fw4's rules have no option for)."""
+    from . import firewall
+
+    cfg = firewall.from_dict(config_raw, host)
+    errors = Errors()
+    wan_zone = errors.check(_zone, host, "cpe_firewall_openwrt_wan_zone", wan_zone)
+    lan_zone = errors.check(_zone, host, "cpe_firewall_openwrt_lan_zone", lan_zone)
+    networks: list[str] = []
+    for i, wan in enumerate(cfg.wans):
+        names = errors.check(openwrt_interfaces, host, i, wan)
+        if names is not None:
+            networks.extend(names if wan.ipv6 == "dhcp" else names[:1])
+    for i, fw in enumerate(cfg.port_forwards):
+        if fw.wans and set(fw.wans) != {w.name for w in cfg.wans}:
+            errors.add(InventoryError(host, f"cpe_port_forwards[{i}] ({fw.name}).wans",
+                                      "a port forward on some WANs only cannot be told to fw4, whose redirects "
+                                      "name a zone (all of the WANs): leave wans out on OpenWrt", list(fw.wans)))
+    errors.raise_any()
+
+    want: list[dict[str, Any]] = [{"match": {"type": "zone", "name": wan_zone}, "items": {"network": networks}}]
+    if cfg.management_prefixes:
+        want.append({"name": "mptcp_cpe_ssh", "type": "rule", "options": {
+            "name": "mptcp-cpe: SSH from the management prefixes", "src": wan_zone, "proto": "tcp",
+            "dest_port": str(cfg.ssh_port), "src_ip": [str(p) for p in cfg.management_prefixes], "target": "ACCEPT"}})
+    for fw in cfg.port_forwards:
+        want.extend(_forward_sections(fw, wan_zone, lan_zone))
+    return want
+
+
+def _forward_sections(fw: Any, wan_zone: str, lan_zone: str) -> list[dict[str, Any]]:
+    """One port forward as fw4 sections: a DNAT redirect for IPv4 (a range shifted to other
+    ports is one redirect per port: fw4, like nftables, has no offset form), an accept rule
+    for IPv6."""
+    from .firewall import _ports
+
+    base = "mptcp_cpe_fwd_" + fw.name.replace("-", "_")
+    common = {"name": f"mptcp-cpe: port forward {fw.name}", "src": wan_zone, "dest": lan_zone, "proto": fw.proto}
+    if fw.to.version == 6:
+        return [{"name": base, "type": "rule", "options": {
+            **common, "family": "ipv6", "dest_ip": str(fw.to), "dest_port": _ports(fw.ports), "target": "ACCEPT"}}]
+    redirect = {**common, "family": "ipv4", "dest_ip": str(fw.to), "target": "DNAT"}
+    if fw.to_ports == fw.ports:
+        return [{"name": base, "type": "redirect", "options": {**redirect, "src_dport": _ports(fw.ports)}}]
+    if fw.ports[0] == fw.ports[1]:
+        return [{"name": base, "type": "redirect", "options": {
+            **redirect, "src_dport": str(fw.ports[0]), "dest_port": str(fw.to_ports[0])}}]
+    return [{"name": f"{base}_{p}", "type": "redirect", "options": {
+        **redirect, "src_dport": str(p), "dest_port": str(fw.to_ports[0] + p - fw.ports[0])}}
+            for p in range(fw.ports[0], fw.ports[1] + 1)]

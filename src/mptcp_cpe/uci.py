@@ -11,7 +11,12 @@ A want is a list of sections of one config (``network``, ``firewall``), each a m
   the operator's (``network.wan``), must exist, and only what the want names is touched;
 - ``options``: option name -> value (a string, set as is) or list (a UCI list, in order);
 - ``tokens``: option name -> words that must be in that space-separated option (netifd's
-  ``reqopts``); the option's other words, the operator's, are kept in their order.
+  ``reqopts``); the option's other words, the operator's, are kept in their order;
+- ``items``: option name -> values that must be in that list (a zone's ``network``); the
+  operator's other values are kept (an old-style space-separated option stays one);
+- ``match`` instead of ``name``: {"type": t, option: value}, the one section of that type
+  whose option has that value (fw4's zones are anonymous, known by their ``name`` option):
+  always the operator's.
 
 Sections whose name starts with the owned prefix and that the want does not name are
 deleted: a WAN taken out of the inventory takes its sections with it.
@@ -22,6 +27,8 @@ from __future__ import annotations
 import re
 
 SECTION_NAME = re.compile(r"[A-Za-z0-9_]+")
+# How `uci show` names an anonymous section (a match resolves to it).
+ANONYMOUS = re.compile(r"@[A-Za-z0-9_]+\[[0-9]+\]")
 OPTION_NAME = SECTION_NAME
 
 
@@ -82,24 +89,45 @@ def quote(value):
     return "'" + str(value).replace("'", "'\\''") + "'"
 
 
+def _resolve(config, current, want):
+    """The want with each ``match`` replaced by the name of the one section it matches."""
+    resolved = []
+    for section in want:
+        match = section.get("match")
+        if match is None:
+            resolved.append(section)
+            continue
+        kind = match.get("type")
+        keys = {k: v for k, v in match.items() if k != "type"}
+        found = [name for name, options in current.items()
+                 if options.get(".type") == kind and all(options.get(k) == v for k, v in keys.items())]
+        what = f"{config}: the {kind} section with " + ", ".join(f"{k} {v!r}" for k, v in keys.items())
+        if not found:
+            raise UciError(f"{what}: not found")
+        if len(found) > 1:
+            raise UciError(f"{what}: {len(found)} of them ({', '.join(found)})")
+        resolved.append({**{k: v for k, v in section.items() if k != "match"}, "name": found[0], "type": None})
+    return resolved
+
+
 def _check_want(config, want, owned_prefix):
     names = set()
     for section in want:
         name = section.get("name")
-        if not isinstance(name, str) or not SECTION_NAME.fullmatch(name):
+        if not isinstance(name, str) or not (SECTION_NAME.fullmatch(name) or ANONYMOUS.fullmatch(name)):
             raise UciError(f"{config}: section name {name!r} is not a UCI name (letters, digits and _)")
         if name in names:
             raise UciError(f"{config}.{name}: named twice in the want")
         names.add(name)
         if section.get("type") is None and name.startswith(owned_prefix):
             raise UciError(f"{config}.{name}: a section of the owned prefix {owned_prefix!r} needs a type")
-        for kind in ("options", "tokens"):
+        for kind in ("options", "tokens", "items"):
             for option, value in (section.get(kind) or {}).items():
                 if not OPTION_NAME.fullmatch(option):
                     raise UciError(f"{config}.{name}: option name {option!r} is not a UCI name")
                 items = value if isinstance(value, list) else [value]
-                if kind == "tokens" and not isinstance(value, list):
-                    raise UciError(f"{config}.{name}.{option}: tokens must be a list")
+                if kind != "options" and not isinstance(value, list):
+                    raise UciError(f"{config}.{name}.{option}: {kind} must be a list")
                 for item in items:
                     if not isinstance(item, (str, int)) or "\n" in str(item):
                         raise UciError(f"{config}.{name}.{option}: value {item!r} is not a one-line string")
@@ -127,6 +155,7 @@ def _set_commands(path, wanted, present):
 def plan(config, current, want, owned_prefix="mptcp_cpe_"):
     """The `uci batch` commands (without commit) that make ``current`` (parse_show) what
     ``want`` says; [] when it already is."""
+    want = _resolve(config, current, want)
     _check_want(config, want, owned_prefix)
     commands = []
     wanted_names = {s["name"] for s in want}
@@ -148,7 +177,8 @@ def plan(config, current, want, owned_prefix="mptcp_cpe_"):
         wanted = {k: _as_uci(v) for k, v in (section.get("options") or {}).items()}
         if kind is not None:
             for option in have:
-                if option != ".type" and option not in wanted and option not in (section.get("tokens") or {}):
+                if option != ".type" and option not in wanted and option not in (section.get("tokens") or {}) \
+                        and option not in (section.get("items") or {}):
                     commands.append(f"delete {base}.{option}")
         for option, value in wanted.items():
             if option not in have or not _same(have[option], value):
@@ -159,6 +189,16 @@ def plan(config, current, want, owned_prefix="mptcp_cpe_"):
             missing = [str(t) for t in tokens if str(t) not in words]
             if missing:
                 commands.append(f"set {base}.{option}={quote(' '.join(words + missing))}")
+        for option, values in (section.get("items") or {}).items():
+            old = have.get(option)
+            old_list = [] if old is None else old if isinstance(old, list) else old.split() if " " in old else [old]
+            missing = [str(v) for v in values if str(v) not in old_list]
+            if not missing:
+                continue
+            if isinstance(old, str) and " " in old:
+                commands.append(f"set {base}.{option}={quote(' '.join(old_list + missing))}")
+            else:
+                commands.extend(f"add_list {base}.{option}={quote(v)}" for v in missing)
     return commands
 
 

@@ -50,6 +50,7 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_platform": f.cpe_platform,
         "mptcp_cpe_openwrt_network": f.openwrt_network,
         "mptcp_cpe_mwan3_conflicts": f.mwan3_conflicts,
+        "mptcp_cpe_openwrt_firewall": f.openwrt_firewall,
         "mptcp_cpe_option_code": f.option_code,
         "mptcp_cpe_kea_config": f.kea_config,
         "mptcp_cpe_base_sysctls": f.cpe_base_sysctls,

@@ -197,3 +197,49 @@ def test_the_result_as_a_config_file_reads_the_same_with_uciparse(case):
 
 def test_quote_is_what_uci_batch_reads():
     assert quote("a b") == "'a b'" and quote("it's") == "'it'\\''s'" and quote(224) == "'224'"
+
+
+# `uci -q show firewall` of OpenWrt 24.10's default zones (anonymous sections), lte added by hand.
+FIREWALL_SHOW = """\
+firewall.@defaults[0]=defaults
+firewall.@defaults[0].input='REJECT'
+firewall.@zone[0]=zone
+firewall.@zone[0].name='lan'
+firewall.@zone[0].network='lan'
+firewall.@zone[0].input='ACCEPT'
+firewall.@zone[1]=zone
+firewall.@zone[1].name='wan'
+firewall.@zone[1].network='wan' 'wan6'
+firewall.@zone[1].input='REJECT'
+firewall.@zone[1].masq='1'
+"""
+
+
+def test_a_matched_zone_gets_the_missing_networks_only():
+    state = parse_show("firewall", FIREWALL_SHOW)
+    want = [{"match": {"type": "zone", "name": "wan"}, "items": {"network": ["wan", "lte", "wan6"]}}]
+    commands = plan("firewall", state, want)
+    assert commands == ["add_list firewall.@zone[1].network='lte'"]
+    after = apply("firewall", state, commands)
+    assert after["@zone[1]"]["network"] == ["wan", "wan6", "lte"] and after["@zone[1]"]["masq"] == "1"
+    assert plan("firewall", after, want) == []
+
+
+def test_items_join_an_old_style_option_as_words_and_a_single_value_as_a_list():
+    state = parse_show("firewall", "firewall.@zone[0]=zone\nfirewall.@zone[0].name='wan'\n"
+                                   "firewall.@zone[0].network='wan wan6'\nfirewall.@zone[1]=zone\n"
+                                   "firewall.@zone[1].name='lan'\nfirewall.@zone[1].network='lan'\n")
+    commands = plan("firewall", state, [{"match": {"type": "zone", "name": "wan"}, "items": {"network": ["lte"]}},
+                                        {"match": {"type": "zone", "name": "lan"}, "items": {"network": ["guest"]}}])
+    assert commands == ["set firewall.@zone[0].network='wan wan6 lte'", "add_list firewall.@zone[1].network='guest'"]
+    assert apply("firewall", state, commands)["@zone[1]"]["network"] == ["lan", "guest"]
+
+
+@pytest.mark.parametrize("show, message", [
+    ("", r"firewall: the zone section with name 'wan': not found"),
+    ("firewall.a=zone\nfirewall.a.name='wan'\nfirewall.b=zone\nfirewall.b.name='wan'\n",
+     r"firewall: the zone section with name 'wan': 2 of them \(a, b\)"),
+])
+def test_a_match_must_find_exactly_one_section(show, message):
+    with pytest.raises(UciError, match=message):
+        plan("firewall", parse_show("firewall", show), [{"match": {"type": "zone", "name": "wan"}, "items": {"network": ["x"]}}])
