@@ -18,11 +18,11 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp, openwrt
+    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp, openwrt, uci
     from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp, openwrt
+    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp, openwrt, uci
     from mptcp_cpe.wand import config as wand_config
 
 # The kernel's in-kernel path manager refuses limits above this (MPTCP_PM_ADDR_MAX).
@@ -82,6 +82,24 @@ def openwrt_firewall(config, host, wan_zone, lan_zone):
     """The fw4 want (module mptcp_cpe_uci, config firewall) of an OpenWrt CPE's firewall
     config (``mptcp_cpe_firewall_config``'s)."""
     return _checked(openwrt.firewall_want, host, config, wan_zone, lan_zone)
+
+
+def openwrt_image_settings(raw, host):
+    """An OpenWrt device's firmware settings (role cpe_firmware), checked."""
+    return _checked(openwrt.image_settings, host, raw)
+
+
+def openwrt_make(settings, packages, files_dir, bin_dir):
+    """ImageBuilder's `make image` argv for an OpenWrt device."""
+    return openwrt.make_image_command(settings, list(packages), files_dir, bin_dir)
+
+
+def uci_defaults(config, want, header=""):
+    """An /etc/uci-defaults script applying a UCI want at the first boot (mptcp_cpe.uci)."""
+    try:
+        return uci.defaults_script(config, want, header)
+    except uci.UciError as exc:
+        raise AnsibleFilterError(str(exc)) from None
 
 
 def cpe_platform(distribution, host):
@@ -344,7 +362,8 @@ def firmware_device(hostvars):
 # The filters that check inventory data, which mptcp_cpe_problems runs.
 CHECKS = frozenset({"mptcp_cpe_wans", "mptcp_cpe_option_code", "mptcp_cpe_kea_config", "mptcp_cpe_wand_config",
                     "mptcp_cpe_converter_config", "mptcp_cpe_lan_prefixes", "mptcp_cpe_mcp_config",
-                    "mptcp_cpe_converter_sysctls", "mptcp_cpe_firewall_config", "mptcp_cpe_firmware_settings"})
+                    "mptcp_cpe_converter_sysctls", "mptcp_cpe_firewall_config", "mptcp_cpe_firmware_settings",
+                    "mptcp_cpe_openwrt_image_settings"})
 
 
 class FilterModule:
@@ -355,6 +374,9 @@ class FilterModule:
             "mptcp_cpe_openwrt_network": openwrt_network,
             "mptcp_cpe_mwan3_conflicts": mwan3_conflicts,
             "mptcp_cpe_openwrt_firewall": openwrt_firewall,
+            "mptcp_cpe_openwrt_image_settings": openwrt_image_settings,
+            "mptcp_cpe_openwrt_make": openwrt_make,
+            "mptcp_cpe_uci_defaults": uci_defaults,
             "mptcp_cpe_option_code": option_code,
             "mptcp_cpe_kea_config": kea_config,
             "mptcp_cpe_base_sysctls": cpe_base_sysctls,

@@ -127,3 +127,46 @@ def _forward_sections(fw: Any, wan_zone: str, lan_zone: str) -> list[dict[str, A
     return [{"name": f"{base}_{p}", "type": "redirect", "options": {
         **redirect, "src_dport": str(p), "dest_port": str(fw.to_ports[0] + p - fw.ports[0])}}
             for p in range(fw.ports[0], fw.ports[1] + 1)]
+
+
+# ---------------------------------------------------------------- firmware
+
+# An OpenWrt release as the inventory names it: 24.10, 24.10.4, 25.12.0-rc1, SNAPSHOT.
+RELEASE = re.compile(r"(?P<major>[0-9]{2})\.(?P<minor>[0-9]{2})(?:\.[0-9]+)?(?:-rc[0-9]+)?|SNAPSHOT")
+PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_,.+-]*")
+# The first release whose package manager is apk (opkg before it).
+APK_SINCE = (25, 0)
+
+
+def image_settings(host: str, raw: Any) -> dict[str, Any]:
+    """An OpenWrt device's firmware settings (role cpe_firmware's ``cpe_firmware_openwrt_*``):
+    the release (which says opkg or apk), the ImageBuilder profile, and the unpacked
+    ImageBuilder, if any. Every mistake at once."""
+    errors = Errors()
+    release = raw.get("release")
+    m = RELEASE.fullmatch(release) if isinstance(release, str) else None
+    if m is None:
+        errors.add(InventoryError(host, "cpe_firmware_openwrt_release",
+                                  "not an OpenWrt release (24.10, 24.10.4, 25.12.0-rc1 or SNAPSHOT)", release))
+    elif m.group("major") and (int(m.group("major")), int(m.group("minor"))) < (23, 5):
+        errors.add(InventoryError(host, "cpe_firmware_openwrt_release",
+                                  "before 23.05 netifd's scripts read no /etc/udhcpc.user.d or /etc/odhcp6c.user.d", release))
+    profile = raw.get("profile")
+    if not isinstance(profile, str) or PROFILE.fullmatch(profile) is None:
+        errors.add(InventoryError(host, "cpe_firmware_openwrt_profile",
+                                  "not an ImageBuilder profile name (`make info` lists them, e.g. generic)", profile))
+    builder = raw.get("imagebuilder_dir") or ""
+    if not isinstance(builder, str) or (builder and not builder.startswith("/")):
+        errors.add(InventoryError(host, "cpe_firmware_openwrt_imagebuilder_dir",
+                                  "must be an absolute path to an unpacked ImageBuilder, or empty", builder))
+    errors.raise_any()
+    apk = m.group("major") is None or (int(m.group("major")), int(m.group("minor"))) >= APK_SINCE
+    return {"release": release, "profile": profile, "imagebuilder_dir": builder,
+            "package_manager": "apk" if apk else "opkg"}
+
+
+def make_image_command(settings: dict[str, Any], packages: list[str], files_dir: str, bin_dir: str) -> list[str]:
+    """ImageBuilder's `make image` for the device: its profile, the packages (names
+    ImageBuilder installs from its feeds), the FILES overlay and where the images go."""
+    return ["make", "-C", settings["imagebuilder_dir"] or "<unpacked ImageBuilder>", "image",
+            f"PROFILE={settings['profile']}", f"PACKAGES={' '.join(packages)}", f"FILES={files_dir}", f"BIN_DIR={bin_dir}"]

@@ -264,3 +264,74 @@ def export(config, state):
                 lines.append(f"\toption {option} {quote(value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+# The shell functions of a uci-defaults script, each put in only if the script calls it.
+DEFAULTS_FUNCTIONS = {
+    "log": 'log() { logger -t mptcp-cpe "$*"; echo "mptcp-cpe: $*" >&2; }\n',
+    "has": 'has() { uci -q get "$1" >/dev/null; }\n',
+    "set_unset": '# An option the operator has not set yet.\nset_unset() { has "$1" || uci set "$1=$2"; }\n',
+    "add_word": ("# A word of a space-separated option (netifd's reqopts), the others kept.\n"
+                 'add_word() {\n\tcur=$(uci -q get "$1")\n'
+                 '\tcase " $cur " in *" $2 "*) ;; *) uci set "$1=${cur:+$cur }$2" ;; esac\n}\n'),
+    "add_item": ("# A value of a list option (a zone's networks), the others kept.\n"
+                 'add_item() {\n\tcase " $(uci -q get "$1") " in *" $2 "*) ;; *) uci add_list "$1=$2" ;; esac\n}\n'),
+    "find_section": ("# The one anonymous section of a type whose option has a value: find_section config type option value.\n"
+                     'find_section() {\n\ti=0\n\twhile uci -q get "$1.@$2[$i]" >/dev/null; do\n'
+                     '\t\tif [ "$(uci -q get "$1.@$2[$i].$3")" = "$4" ]; then echo "$1.@$2[$i]"; return 0; fi\n'
+                     '\t\ti=$((i + 1))\n\tdone\n\treturn 1\n}\n'),
+}
+
+
+def _sh(value):
+    """A word for sh, single-quoted."""
+    return "'" + str(value).replace("'", "'\\''") + "'"
+
+
+def defaults_script(config, want, header="", owned_prefix="mptcp_cpe_"):
+    """An /etc/uci-defaults script that applies ``want`` at a router's first boot (and after
+    a sysupgrade that keeps the settings) without overwriting settings already made: an
+    owned section is created only if it is missing, an operator's option is set only if it
+    is unset, words and list values are added only if missing, and a missing operator's
+    section is logged and skipped (the router still boots). Commits once; exits 0, so the
+    script is removed after it ran."""
+    _check_want(config, [s for s in want if "match" not in s], owned_prefix)
+    lines = []
+    for section in want:
+        if "match" in section:
+            match = dict(section["match"])
+            kind = match.pop("type")
+            (option, value), = match.items()
+            where = f"{config}: the {kind} section with {option} {value!r}"
+            lines.append(f"if s=$(find_section {config} {kind} {option} {_sh(value)}); then")
+            path = '"$s"'
+        else:
+            name = section["name"]
+            base = f"{config}.{name}"
+            if section.get("type") is not None:
+                lines.append(f"if ! has {base}; then")
+                lines.append(f"\tuci set {base}={section['type']}")
+                for option, value in (section.get("options") or {}).items():
+                    if isinstance(value, list):
+                        lines.extend(f"\tuci add_list {base}.{option}={_sh(v)}" for v in value)
+                    else:
+                        lines.append(f"\tuci set {base}.{option}={_sh(value)}")
+                lines.append("fi")
+                continue
+            where = f"{base}: no such section"
+            lines.append(f"if has {base}; then")
+            path = base
+        for option, value in (section.get("options") or {}).items():
+            lines.append(f"\tset_unset {path}.{option} {_sh(value)}")
+        for option, words in (section.get("tokens") or {}).items():
+            lines.extend(f"\tadd_word {path}.{option} {_sh(w)}" for w in words)
+        for option, values in (section.get("items") or {}).items():
+            lines.extend(f"\tadd_item {path}.{option} {_sh(v)}" for v in values)
+        lines.append("else")
+        lines.append(f"\tlog {_sh(where + ': left as it is')}")
+        lines.append("fi")
+    lines += [f"uci commit {config}", "exit 0", ""]
+    body = "\n".join(lines)
+    used = [f for name, f in DEFAULTS_FUNCTIONS.items()
+            if re.search(rf"\b{name}\b", body) or (name == "has" and "set_unset" in body)]
+    return "\n".join(["#!/bin/sh", f"# {header}".rstrip(), "# shellcheck shell=sh", "", *used, body])
