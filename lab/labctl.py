@@ -240,15 +240,25 @@ def ensure_container(prefix: str, host: str, image: str) -> int:
 
 
 def wait_systemd(prefix: str, host: str) -> None:
+    """Until the container's init has booted: systemd, or OpenWrt's procd (molecule/openwrt),
+    whose ubus answers once its services are up."""
     name = container_name(prefix, host)
     deadline = time.monotonic() + SYSTEMD_TIMEOUT_S
+    procd = run("docker", "exec", name, "test", "-x", "/sbin/procd", check=False).returncode == 0
     state = ""
     while time.monotonic() < deadline:
-        state = run("docker", "exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
-        if state in ("running", "degraded"):
-            return
+        if procd:
+            proc = run("docker", "exec", name, "ubus", "call", "system", "board", check=False)
+            if proc.returncode == 0:
+                return
+            state = proc.stderr.strip()
+        else:
+            state = run("docker", "exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
+            if state in ("running", "degraded"):
+                return
         time.sleep(0.5)
-    raise LabError(f"{name}: systemd did not finish booting in {SYSTEMD_TIMEOUT_S} s (state {state!r})")
+    init = "procd" if procd else "systemd"
+    raise LabError(f"{name}: {init} did not finish booting in {SYSTEMD_TIMEOUT_S} s (state {state!r})")
 
 
 # ---------------------------------------------------------------------------- cabling
