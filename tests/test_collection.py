@@ -117,3 +117,11 @@ def test_wheelhouse_is_inside_the_collection(installed):
     wheels = sorted(p.name for p in (root / "roles" / "cpe_base" / "files" / "wheelhouse").glob("*.whl"))
     assert wheels == sorted(p.name for p in WHEELHOUSE.glob("*.whl"))
     assert any(w.startswith("mptcp_cpe-") for w in wheels)
+
+
+def test_the_pure_wheelhouse_is_inside_the_collection(installed):
+    # OpenWrt routers take it (cpe_base's files/wheelhouse-any): every wheel pure.
+    _, root, _ = installed
+    wheels = sorted(p.name for p in (root / "roles" / "cpe_base" / "files" / "wheelhouse-any").glob("*.whl"))
+    assert wheels == sorted(p.name for p in (TOP / ".build" / "wheelhouse-any").glob("*.whl"))
+    assert any(w.startswith("mptcp_cpe-") for w in wheels) and all(w.endswith("-py3-none-any.whl") for w in wheels)
