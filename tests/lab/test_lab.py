@@ -215,8 +215,8 @@ def test_check_mode_previews_exactly_what_would_change(lab):
     blocks = re.split(r"^(?:TASK|RUNNING HANDLER) \[", proc.stdout, flags=re.M)[1:]
     changed = [b.split("]", 1)[0] for b in blocks if re.search(r"^changed: \[cpe\]", b, re.M)]
     # The converter's tasks, and the reload its config notifies (the handler of the daemons'
-    # shared service tasks, in mptcp_cpe_common since the roles were reshaped).
-    assert changed and all(t.startswith("cpe_converter : ") or t == "mptcp_cpe_common : Reload the mptcp-cpe daemon"
+    # shared service tasks, in mptcp_cpe_common; systemd's of the topic's two, this CPE being Debian).
+    assert changed and all(t.startswith("cpe_converter : ") or t == "mptcp_cpe_common : Reload the mptcp-cpe daemon (systemd)"
                            for t in changed), changed
     assert any(t.startswith("cpe_converter : ") for t in changed), changed
     assert '+    "connect_timeout_s": 2.5,' in proc.stdout, proc.stdout[-3000:]
