@@ -121,12 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         # --version or --build-id alone need no command's module; the help lists them all.
         command = None if {"-h", "--help"} & set(argv) or not argv else ""
-    parser = build_parser(command if command in COMMANDS or command in ("option", "") else None)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        build_parser().print_help(sys.stderr)
+    try:
+        parser = build_parser(command if command in COMMANDS or command in ("option", "") else None)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            build_parser().print_help(sys.stderr)
+            return 2
+        return args.func(args)
+    except ImportError as exc:
+        # MPTCP_CPE_CODEC naming no codec, or the compiled one where it does not import
+        # (mptcp_cpe.options): one line, not a traceback.
+        if not str(exc).startswith("MPTCP_CPE_CODEC="):
+            raise
+        print(f"mptcp-cpe: {exc}", file=sys.stderr)
         return 2
-    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import threading
 import time
 
 CHUNK = 1 << 16
+IPPROTO_MPTCP = 262  # socket.IPPROTO_MPTCP from Python 3.10 on Linux; named here for older ones
 
 
 def stream(n: int, seed: int):
@@ -139,14 +140,23 @@ def main() -> int:
     w.add_argument("port", type=int)
     w.add_argument("--timeout", type=float, default=20)
     w.add_argument("--source", help="the local address to connect from")
+    w.add_argument("--mptcp", action="store_true", help="connect with an MPTCP socket (a host that speaks MPTCP itself)")
     a = p.parse_args()
     if a.cmd == "serve":
         serve(a.addrs, a.port)
         return 0
     if a.cmd == "who":
         try:
-            s = socket.create_connection((a.host, a.port), timeout=a.timeout,
-                                         source_address=(a.source, 0) if a.source else None)
+            if a.mptcp:
+                info = socket.getaddrinfo(a.host, a.port, type=socket.SOCK_STREAM)[0]
+                s = socket.socket(info[0], socket.SOCK_STREAM, IPPROTO_MPTCP)
+                s.settimeout(a.timeout)
+                if a.source:
+                    s.bind((a.source, 0))
+                s.connect(info[4])
+            else:
+                s = socket.create_connection((a.host, a.port), timeout=a.timeout,
+                                             source_address=(a.source, 0) if a.source else None)
             s.sendall(b"WHO 0 0\n")
             print(s.makefile("rb").readline().decode().strip())
             return 0

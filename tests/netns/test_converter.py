@@ -507,6 +507,19 @@ def test_mcps_learned_by_dhcp_apply_to_new_connections(daemons):
     wait_for("the withdrawn MCP to be left", lambda: who() == CPE_SEEN, timeout=5)
 
 
+def test_a_host_that_speaks_mptcp_itself_is_never_converted(daemons):
+    # Its SYN carries MP_CAPABLE: forwarded as it came (the server sees the LAN host, the isp
+    # routing the LAN back), counted in the converter's native_mptcp counter; a plain TCP
+    # connection of the same host is still converted.
+    daemons.mcp()
+    daemons.converter()
+    native = sh(sys.executable, FLOW, "who", SERVER, str(PORT), "--mptcp", ns=NS["lan"], check=False).stdout.strip()
+    assert native == LAN_SEEN
+    counter = sh("nft", "list", "counter", "inet", "mptcp_cpe_converter", "native_mptcp", ns=NS["cpe"]).stdout
+    assert int(re.search(r"packets (\d+)", counter).group(1)) >= 1, counter
+    assert who() == MCP_SEEN
+
+
 def test_bypass_is_never_converted(daemons):
     daemons.mcp()
     daemons.converter(bypass={"destinations": ["198.18.1.0/24"]})

@@ -74,6 +74,15 @@ def test_the_environment_chooses_at_import(choice, backend):
     assert proc.stdout.split("\n")[:2] == [backend, '[["192.0.2.1"]]']
 
 
+def test_a_codec_the_environment_cannot_give_is_one_line_from_the_command():
+    env = {**os.environ, "MPTCP_CPE_CODEC": "fast", "PYTHONPATH": str(TOP / "src")}
+    proc = subprocess.run([sys.executable, "-m", "mptcp_cpe.cli", "option", "decode", "v4", "04c0000201"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("mptcp-cpe: MPTCP_CPE_CODEC='fast': say c (the compiled codec) or python (the pure one), "
+                           "or leave it unset\n")
+
+
 # ---------------------------------------------------------------- inputs
 
 # Addresses where the rules differ: loopback, multicast, unspecified, their neighbours.

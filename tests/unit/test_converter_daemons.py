@@ -87,6 +87,10 @@ def test_ruleset_intercepts_lan_tcp_after_every_bypass():
     bypasses = [i for i, r in enumerate(rules) if r.endswith(" return")]
     assert max(bypasses) < min(tproxy)  # nothing is intercepted before every bypass was looked at
     assert "tcp dport 5124 return" in rules  # connections to MCPs are never converted
+    # Native MPTCP (MP_CAPABLE or MP_JOIN in a new connection's SYN) is never converted, and counted.
+    native = rules.index('tcp option mptcp exists counter name "native_mptcp" return')
+    assert rules.index("ct state != new return") < native < min(tproxy)
+    assert "counter native_mptcp { }" in text
     assert "elements = { 192.0.2.0/24 }" in text and "elements = { 2001:db8::/32 }" in text
     assert "elements = { 22, 443 }" in text and "elements = { 198.18.5.0/24 }" in text
 

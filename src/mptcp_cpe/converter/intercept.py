@@ -21,7 +21,7 @@ def nft_ruleset(cfg: ConverterConfig, intercept: bool = True) -> str:
     s4 = [p for p in cfg.bypass.sources if p.version == 4]
     s6 = [p for p in cfg.bypass.sources if p.version == 6]
     lan = ", ".join(f'"{i}"' for i in cfg.lan_interfaces)
-    sets = []
+    sets = ["  counter native_mptcp { }"]
     rules = [
         f"iifname != {{ {lan} }} return",
         "meta l4proto != tcp return",
@@ -29,6 +29,9 @@ def nft_ruleset(cfg: ConverterConfig, intercept: bool = True) -> str:
         f"socket transparent 1 meta mark set {cfg.fwmark} accept",
         # Connections forwarded before the converter started keep being forwarded.
         "ct state != new return",
+        # A host that speaks MPTCP itself (its SYN carries MP_CAPABLE, or MP_JOIN for another
+        # subflow) uses every WAN natively: never converted, whatever its source; counted.
+        'tcp option mptcp exists counter name "native_mptcp" return',
         "fib daddr type { local, broadcast, multicast, anycast } return",
         f"fib daddr oifname {{ {lan} }} return",
         f"tcp dport {cfg.mcp_port} return",
