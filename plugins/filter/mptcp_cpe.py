@@ -90,8 +90,8 @@ def openwrt_image_settings(raw, host):
 
 
 def openwrt_make(settings, packages, files_dir, bin_dir):
-    """ImageBuilder's `make image` argv for an OpenWrt device."""
-    return openwrt.make_image_command(settings, list(packages), files_dir, bin_dir)
+    """ImageBuilder's `make image` for an OpenWrt device: {argv, shell}."""
+    return openwrt.make_image(settings, list(packages), files_dir, bin_dir)
 
 
 def uci_defaults(config, want, header=""):

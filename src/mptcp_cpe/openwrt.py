@@ -165,8 +165,12 @@ def image_settings(host: str, raw: Any) -> dict[str, Any]:
             "package_manager": "apk" if apk else "opkg"}
 
 
-def make_image_command(settings: dict[str, Any], packages: list[str], files_dir: str, bin_dir: str) -> list[str]:
+def make_image(settings: dict[str, Any], packages: list[str], files_dir: str, bin_dir: str) -> dict[str, Any]:
     """ImageBuilder's `make image` for the device: its profile, the packages (names
-    ImageBuilder installs from its feeds), the FILES overlay and where the images go."""
-    return ["make", "-C", settings["imagebuilder_dir"] or "<unpacked ImageBuilder>", "image",
-            f"PROFILE={settings['profile']}", f"PACKAGES={' '.join(packages)}", f"FILES={files_dir}", f"BIN_DIR={bin_dir}"]
+    ImageBuilder installs from its feeds), the FILES overlay and where the images go. ``argv``
+    runs it in the named ImageBuilder; ``shell`` is the same command as an operator types it
+    inside one (a value with spaces in double quotes)."""
+    args = ["image", f"PROFILE={settings['profile']}", f"PACKAGES={' '.join(packages)}", f"FILES={files_dir}",
+            f"BIN_DIR={bin_dir}"]
+    words = [a if " " not in a else '{}="{}"'.format(*a.split("=", 1)) for a in args]
+    return {"argv": ["make", "-C", settings["imagebuilder_dir"], *args], "shell": " ".join(["make", *words])}
