@@ -57,3 +57,19 @@ def option_codec(name: str):
         yield options.codec
     finally:
         options.codec, options.BACKEND = saved
+
+
+def run_uci_defaults(script: Path, config: str, show: str, state_dir: Path) -> tuple[dict, str]:
+    """An /etc/uci-defaults script run by busybox ash against tests/openwrt/uci (a double of
+    OpenWrt's uci command) over ``show`` (`uci show` text) as the config's state: the state it
+    leaves (mptcp_cpe.uci.parse_show's form) and what it said on stderr. It must exit 0."""
+    from mptcp_cpe import uci
+
+    state_dir.mkdir(exist_ok=True)
+    (state_dir / config).write_text(show)
+    env = {"PATH": f"{TOP / 'tests' / 'openwrt'}:{os.environ['PATH']}", "UCI_STATE_DIR": str(state_dir),
+           "PYTHONPATH": str(TOP / "src")}
+    proc = subprocess.run([shutil.which("busybox") or "busybox", "ash", str(script)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return uci.parse_show(config, (state_dir / config).read_text()), proc.stderr

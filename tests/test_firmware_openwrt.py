@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import TOP, VENV_BIN, tool_env
+from helpers import TOP, VENV_BIN, run_uci_defaults, tool_env
 from mptcp_cpe import uci
 from mptcp_cpe.openwrt import firewall_want, network_want
 
@@ -132,17 +132,11 @@ def test_first_boot_makes_what_site_yml_makes(rendered, tmp_path):
                        "management_prefixes": HOST_VARS["cpe_management_prefixes"], "port_forwards": HOST_VARS["cpe_port_forwards"]}
     wants = {"network": network_want("cpe-ow-1", WANS, 224, 65000, 100),
              "firewall": firewall_want("cpe-ow-1", firewall_config, "wan", "lan")}
-    state = tmp_path / "uci"
-    state.mkdir()
-    env = {"PATH": f"{TOP / 'tests' / 'openwrt'}:{os.environ['PATH']}", "UCI_STATE_DIR": str(state), "PYTHONPATH": str(TOP / "src")}
     for config, script in (("network", "90-mptcp-cpe-network"), ("firewall", "91-mptcp-cpe-firewall")):
-        (state / config).write_text(defaults[config])
-        proc = subprocess.run([BUSYBOX, "ash", str(out / "files/etc/uci-defaults" / script)], env=env,
-                              capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
+        after, _ = run_uci_defaults(out / "files/etc/uci-defaults" / script, config, defaults[config], tmp_path / "uci")
         current = uci.parse_show(config, defaults[config])
         live = uci.apply(config, current, uci.plan(config, current, wants[config]))
-        assert uci.parse_show(config, (state / config).read_text()) == live, config
+        assert after == live, config
 
 
 def test_an_imagebuilder_named_is_run_with_the_overlay(tmp_path):

@@ -6,13 +6,12 @@ nothing the second time."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
 import pytest
 
-from helpers import TOP, VENV_BIN
+from helpers import VENV_BIN, run_uci_defaults
 from mptcp_cpe import uci
 from mptcp_cpe.openwrt import firewall_want, network_want
 
@@ -59,16 +58,9 @@ def wants():
 
 
 def run_script(tmp_path, config, state_text):
-    state_dir = tmp_path / "uci"
-    state_dir.mkdir(exist_ok=True)
-    (state_dir / config).write_text(state_text)
     script = tmp_path / f"90-mptcp-cpe-{config}"
     script.write_text(uci.defaults_script(config, wants()[config], "mptcp-cpe: test"))
-    env = {"PATH": f"{TOP / 'tests' / 'openwrt'}:{os.environ['PATH']}", "UCI_STATE_DIR": str(state_dir),
-           "PYTHONPATH": str(TOP / "src")}
-    proc = subprocess.run([BUSYBOX, "ash", str(script)], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return uci.parse_show(config, (state_dir / config).read_text()), proc.stderr
+    return run_uci_defaults(script, config, state_text, tmp_path / "uci")
 
 
 @pytest.mark.parametrize("config", ["network", "firewall"])
