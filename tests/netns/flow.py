@@ -1,9 +1,13 @@
 """A test server and client for bulk TCP flows whose every byte is checked.
 
-    flow.py serve ADDR [ADDR...] --port P            until killed; one thread per connection
-    flow.py get HOST PORT OCTETS [--seed S]          download; prints one JSON line
-    flow.py put HOST PORT OCTETS [--seed S]          upload; prints one JSON line
-    flow.py who HOST PORT                             prints the address the server saw
+    flow.py serve ADDR [ADDR...] --port P [--mptcp]  until killed; one thread per connection
+    flow.py get HOST PORT OCTETS [--seed S] [--mptcp] download; prints one JSON line
+    flow.py put HOST PORT OCTETS [--seed S] [--mptcp] upload; prints one JSON line
+    flow.py who HOST PORT [--mptcp]                   prints the address the server saw
+
+``--mptcp``: MPTCP sockets (a server or a host that speaks MPTCP itself); an MPTCP server
+still accepts plain TCP clients, and an MPTCP client falls back to TCP where the path or
+the server does not speak it.
 
 The client sends one line, ``GET n seed`` or ``PUT n seed``. The data is a pseudo-random
 stream from the seed, so both sides know the sha256 it must have: GET checks what arrived,
@@ -66,10 +70,14 @@ def _handle(conn: socket.socket) -> None:
             conn.sendall(json.dumps({"octets": got, "sha256": h.hexdigest()}).encode() + b"\n")
 
 
-def serve(addrs: list[str], port: int) -> None:
+def _socket(family: int, mptcp: bool) -> socket.socket:
+    return socket.socket(family, socket.SOCK_STREAM, IPPROTO_MPTCP if mptcp else 0)
+
+
+def serve(addrs: list[str], port: int, mptcp: bool = False) -> None:
     socks = []
     for a in addrs:
-        s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM)
+        s = _socket(socket.AF_INET6 if ":" in a else socket.AF_INET, mptcp)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((a, port))
         s.listen(1024)
@@ -86,9 +94,20 @@ def _accept_loop(s: socket.socket) -> None:
         threading.Thread(target=_handle, args=(conn,), daemon=True).start()
 
 
-def client(verb: str, host: str, port: int, n: int, seed: int, timeout: float, source: str | None = None) -> dict:
+def connect(host: str, port: int, timeout: float, source: str | None = None, mptcp: bool = False) -> socket.socket:
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    s = _socket(info[0], mptcp)
+    s.settimeout(timeout)
+    if source:
+        s.bind((source, 0))
+    s.connect(info[4])
+    return s
+
+
+def client(verb: str, host: str, port: int, n: int, seed: int, timeout: float, source: str | None = None,
+           mptcp: bool = False) -> dict:
     t0 = time.monotonic()
-    s = socket.create_connection((host, port), timeout=timeout, source_address=(source, 0) if source else None)
+    s = connect(host, port, timeout, source, mptcp)
     s.sendall(f"{verb} {n} {seed}\n".encode())
     out: dict = {"verb": verb, "octets_asked": n}
     if verb == "GET":
@@ -127,6 +146,7 @@ def main() -> int:
     sv = sub.add_parser("serve")
     sv.add_argument("addrs", nargs="+")
     sv.add_argument("--port", type=int, required=True)
+    sv.add_argument("--mptcp", action="store_true", help="listen with MPTCP sockets (plain TCP clients still served)")
     for verb in ("get", "put"):
         c = sub.add_parser(verb)
         c.add_argument("host")
@@ -135,6 +155,7 @@ def main() -> int:
         c.add_argument("--seed", type=int, default=1)
         c.add_argument("--timeout", type=float, default=60)
         c.add_argument("--source", help="the local address to connect from")
+        c.add_argument("--mptcp", action="store_true", help="connect with an MPTCP socket (a host that speaks MPTCP itself)")
     w = sub.add_parser("who")
     w.add_argument("host")
     w.add_argument("port", type=int)
@@ -143,20 +164,11 @@ def main() -> int:
     w.add_argument("--mptcp", action="store_true", help="connect with an MPTCP socket (a host that speaks MPTCP itself)")
     a = p.parse_args()
     if a.cmd == "serve":
-        serve(a.addrs, a.port)
+        serve(a.addrs, a.port, a.mptcp)
         return 0
     if a.cmd == "who":
         try:
-            if a.mptcp:
-                info = socket.getaddrinfo(a.host, a.port, type=socket.SOCK_STREAM)[0]
-                s = socket.socket(info[0], socket.SOCK_STREAM, IPPROTO_MPTCP)
-                s.settimeout(a.timeout)
-                if a.source:
-                    s.bind((a.source, 0))
-                s.connect(info[4])
-            else:
-                s = socket.create_connection((a.host, a.port), timeout=a.timeout,
-                                             source_address=(a.source, 0) if a.source else None)
+            s = connect(a.host, a.port, a.timeout, a.source, a.mptcp)
             s.sendall(b"WHO 0 0\n")
             print(s.makefile("rb").readline().decode().strip())
             return 0
@@ -164,7 +176,7 @@ def main() -> int:
             print(f"error: {exc}")
             return 1
     try:
-        result = client(a.cmd.upper(), a.host, a.port, a.octets, a.seed, a.timeout, a.source)
+        result = client(a.cmd.upper(), a.host, a.port, a.octets, a.seed, a.timeout, a.source, a.mptcp)
     except OSError as exc:
         print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
         return 1
