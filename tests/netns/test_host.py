@@ -1,0 +1,192 @@
+"""``mptcp-cpe host`` against a real kea-dhcp4 that speaks draft-wr-mptcp-single-homed (root,
+network namespaces): a "cpe" namespace serves the LAN with mp-avail and one pool per extra
+range, a "host" namespace runs the daemon with its real busybox udhcpc clients.
+
+The server's contract: mp-avail (225, one octet) goes to a client that asks for it; a
+client that sends mp-range = k (226) gets a lease from range k's pool (a class on
+``option[226].hex``), with 226 = k in the answer; the primary pool is for clients that send
+no mp-range. Documentation addresses only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import sys
+
+import pytest
+from netlab import namespaces, needs_root, procs, sh, start_kea4, veth, wait_for  # noqa: F401 - procs is a fixture
+
+from helpers import TOP
+from mptcp_cpe.host.plan import path_macs
+
+pytestmark = [pytest.mark.root, needs_root,
+              pytest.mark.skipif(not shutil.which("kea-dhcp4"), reason="kea-dhcp4 is not installed"),
+              pytest.mark.skipif(not shutil.which("udhcpc"), reason="busybox udhcpc is not installed")]
+
+CPE, HOST, SERVER = "t-hc", "t-hh", "t-hs"
+TABLE_BASE, RULE_PRIORITY, ID_BASE, PROTO = 300, 5000, 200, 203
+PRIMARY_POOL = ("192.0.2.100", "192.0.2.109")
+
+
+def pool(k: int) -> tuple[str, str]:
+    """Range k's addresses: 192.0.2.1k0 - 192.0.2.1k9."""
+    return f"192.0.2.{100 + 10 * k}", f"192.0.2.{109 + 10 * k}"
+
+
+def in_pool(address: str | None, bounds: tuple[str, str]) -> bool:
+    if not address:
+        return False
+    ip = ipaddress.ip_interface(address).ip
+    return ipaddress.ip_address(bounds[0]) <= ip <= ipaddress.ip_address(bounds[1])
+
+
+def kea_config(mp_avail_hex: str = "02", ranges=(1, 2)) -> dict:
+    """The contract; mp-avail as raw octets, so a test can make it malformed. ``ranges``:
+    the ranges that have a pool (a range whose WAN is down has none)."""
+    classes = [{"name": "mp-primary", "test": "not option[226].exists"}]
+    pools = [{"pool": " - ".join(PRIMARY_POOL), "client-class": "mp-primary"}]
+    for k in (1, 2, 3):
+        classes.append({"name": f"mp-range-{k}", "test": f"option[226].hex == 0x{k:02x}",
+                        "option-data": [{"name": "mp-range", "data": str(k), "always-send": True}]})
+        if k in ranges:
+            pools.append({"pool": " - ".join(pool(k)), "client-class": f"mp-range-{k}"})
+    return {"Dhcp4": {
+        "interfaces-config": {"interfaces": ["lan0"]},
+        "valid-lifetime": 600,
+        "option-def": [{"name": "mp-avail", "code": 225, "type": "binary", "space": "dhcp4"},
+                       {"name": "mp-range", "code": 226, "type": "uint8", "space": "dhcp4"}],
+        # Not always-send: only a client that lists 225 in its PRL gets it.
+        "option-data": [{"name": "mp-avail", "code": 225, "csv-format": False, "data": mp_avail_hex}],
+        "client-classes": classes,
+        "subnet4": [{"id": 1, "subnet": "192.0.2.0/24", "interface": "lan0", "pools": pools,
+                     "option-data": [{"name": "routers", "data": "192.0.2.1"}]}],
+    }}
+
+
+@pytest.fixture
+def lab():
+    with namespaces(CPE, HOST, SERVER, kill=True):
+        veth(CPE, "lan0", HOST, "lan0")
+        sh("ip", "addr", "add", "192.0.2.1/24", "dev", "lan0", ns=CPE)
+        yield
+
+
+def host_config(tmp_path) -> str:
+    path = tmp_path / "host.json"
+    path.write_text(json.dumps({"host": "lab-host", "interface": "lan0", "state_dir": str(tmp_path / "state"),
+                                "resolv_conf": None, "ipv6_poll_s": 0.5, "table_base": TABLE_BASE,
+                                "rule_priority": RULE_PRIORITY, "endpoint_id_base": ID_BASE,
+                                "route_protocol": PROTO}))
+    return str(path)
+
+
+def start_host(procs, tmp_path, name="host"):
+    env = dict(os.environ, PYTHONPATH=str(TOP / "src"))
+    return procs.start(name, sys.executable, "-m", "mptcp_cpe.cli", "host", "-v", "--config", host_config(tmp_path),
+                       ns=HOST, env=env)
+
+
+def status(tmp_path) -> dict:
+    path = tmp_path / "state" / "status.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def addresses(dev: str) -> list[str]:
+    out = sh("ip", "-j", "-4", "addr", "show", "dev", dev, ns=HOST, check=False).stdout
+    return [f"{a['local']}/{a['prefixlen']}" for info in json.loads(out or "[]") for a in info["addr_info"]]
+
+
+def links() -> dict[str, str]:
+    return {i["ifname"]: i.get("address") for i in json.loads(sh("ip", "-j", "link", "show", ns=HOST).stdout)}
+
+
+def rules() -> list[dict]:
+    return [r for r in json.loads(sh("ip", "-j", "-4", "rule", "show", ns=HOST).stdout)
+            if RULE_PRIORITY <= r["priority"] < RULE_PRIORITY + 100]
+
+
+def endpoints() -> dict[int, dict]:
+    out = sh("ip", "-j", "mptcp", "endpoint", "show", ns=HOST).stdout
+    return {e["id"]: e for e in json.loads(out or "[]")}
+
+
+def table(k: int) -> list[str]:
+    return sh("ip", "-4", "route", "show", "table", str(TABLE_BASE + k), ns=HOST, check=False).stdout.splitlines()
+
+
+def paths_up(tmp_path, ks):
+    def check():
+        s = status(tmp_path)
+        paths = s.get("paths", {})
+        if set(paths) != {str(k) for k in ks} or not in_pool(s["primary"]["address"], PRIMARY_POOL):
+            return None
+        return s if all(in_pool(paths[str(k)]["address"], pool(k)) and paths[str(k)]["endpoint_id"] for k in ks) else None
+    return check
+
+
+def assert_path_configured(k: int, address: str) -> None:
+    dev = f"lan0.mp{k}"
+    ip = address.split("/")[0]
+    assert addresses(dev) == [address]
+    assert {"priority": RULE_PRIORITY + k, "src": ip, "table": str(TABLE_BASE + k)}.items() <= next(
+        r for r in rules() if r["priority"] == RULE_PRIORITY + k).items()
+    assert f"default via 192.0.2.1 dev {dev} proto {PROTO} onlink" in table(k) or any(
+        line.startswith(f"default via 192.0.2.1 dev {dev}") for line in table(k)), table(k)
+    ep = endpoints()[ID_BASE + k - 1]
+    assert (ep["address"], ep["dev"], ep.get("subflow")) == (ip, dev, True)
+    # No second route to the LAN in main: the primary keeps it.
+    main = sh("ip", "-4", "route", "show", "table", "main", ns=HOST).stdout
+    assert dev not in main, main
+
+
+def stop(daemon, sig=signal.SIGTERM) -> int:
+    """Signal the daemon alone, as systemd does (KillMode=mixed): its clients are its to stop."""
+    daemon.send_signal(sig)
+    return daemon.wait(30)
+
+
+def assert_nothing_left() -> None:
+    assert not [n for n in links() if ".mp" in n], links()
+    assert rules() == []
+    assert not [i for i in endpoints() if ID_BASE <= i < ID_BASE + 16], endpoints()
+    assert addresses("lan0") == []
+    assert sh("ip", "-4", "route", "show", "table", "all", "proto", str(PROTO), ns=HOST).stdout == ""
+
+
+def test_paths_from_their_ranges_same_after_restart_and_gone_after_sigterm(tmp_path, procs, lab):
+    start_kea4(procs, tmp_path, CPE, kea_config())
+    daemon = start_host(procs, tmp_path)
+    s = procs.wait_for("the primary lease and two paths", paths_up(tmp_path, (1, 2)), timeout=60)
+    assert s["mp_avail"] == 2
+    assert addresses("lan0") == [s["primary"]["address"]]
+    macs = path_macs(links()["lan0"])
+    assert macs == path_macs(links()["lan0"].upper())
+    for k in (1, 2):
+        p = s["paths"][str(k)]
+        assert p["macvlan"] == f"lan0.mp{k}" and p["mac"] == macs[k] == links()[f"lan0.mp{k}"]
+        assert p["endpoint_id"] == ID_BASE + k - 1
+        assert_path_configured(k, p["address"])
+    limits = sh("ip", "mptcp", "limits", "show", ns=HOST).stdout.split()
+    assert int(limits[limits.index("subflows") + 1]) >= 2
+    text = sh(sys.executable, "-m", "mptcp_cpe.cli", "host", "status", "--config", host_config(tmp_path),
+              env=dict(os.environ, PYTHONPATH=str(TOP / "src"))).stdout
+    assert f"path 2: lan0.mp2 {macs[2]} {s['paths']['2']['address']}" in text
+
+    assert stop(daemon) == 0
+    assert_nothing_left()
+    # The clients released their leases and their scripts removed what they had made.
+    log = procs.log("host")
+    assert "path 2: lease 192.0.2.12" in log and "path 1: lease 192.0.2.11" in log and "primary: lease" in log, log
+    kea = procs.log("kea4")
+    assert kea.count("DHCP4_RELEASE") >= 3, kea[-3000:]
+
+    procs.forget(daemon)
+    start_host(procs, tmp_path, "host-again")
+    again = procs.wait_for("the same leases after a restart", paths_up(tmp_path, (1, 2)), timeout=60)
+    assert again["primary"]["address"] == s["primary"]["address"]
+    assert {k: p["mac"] for k, p in again["paths"].items()} == {k: p["mac"] for k, p in s["paths"].items()}
+    assert {k: p["address"] for k, p in again["paths"].items()} == {k: p["address"] for k, p in s["paths"].items()}
