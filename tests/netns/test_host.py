@@ -44,14 +44,15 @@ def in_pool(address: str | None, bounds: tuple[str, str]) -> bool:
     return ipaddress.ip_address(bounds[0]) <= ip <= ipaddress.ip_address(bounds[1])
 
 
-def kea_config(mp_avail_hex: str = "02", ranges=(1, 2)) -> dict:
+def kea_config(mp_avail_hex: str = "02", ranges=(1, 2), answers: dict[int, int] | None = None) -> dict:
     """The contract; mp-avail as raw octets, so a test can make it malformed. ``ranges``:
-    the ranges that have a pool (a range whose WAN is down has none)."""
+    the ranges that have a pool (a range whose WAN is down has none); ``answers``: a range
+    whose answer carries another mp-range (a broken server)."""
     classes = [{"name": "mp-primary", "test": "not option[226].exists"}]
     pools = [{"pool": " - ".join(PRIMARY_POOL), "client-class": "mp-primary"}]
     for k in (1, 2, 3):
         classes.append({"name": f"mp-range-{k}", "test": f"option[226].hex == 0x{k:02x}",
-                        "option-data": [{"name": "mp-range", "data": str(k), "always-send": True}]})
+                        "option-data": [{"name": "mp-range", "data": str((answers or {}).get(k, k)), "always-send": True}]})
         if k in ranges:
             pools.append({"pool": " - ".join(pool(k)), "client-class": f"mp-range-{k}"})
     return {"Dhcp4": {
@@ -190,3 +191,93 @@ def test_paths_from_their_ranges_same_after_restart_and_gone_after_sigterm(tmp_p
     assert again["primary"]["address"] == s["primary"]["address"]
     assert {k: p["mac"] for k, p in again["paths"].items()} == {k: p["mac"] for k, p in s["paths"].items()}
     assert {k: p["address"] for k, p in again["paths"].items()} == {k: p["address"] for k, p in s["paths"].items()}
+
+
+def mptcp_cpe(*args: str) -> str:
+    return sh(sys.executable, "-m", "mptcp_cpe.cli", *args, env=dict(os.environ, PYTHONPATH=str(TOP / "src"))).stdout
+
+
+def test_mp_avail_dropping_removes_the_last_path(tmp_path, procs, lab):
+    kea = start_kea4(procs, tmp_path, CPE, kea_config())
+    start_host(procs, tmp_path)
+    s = procs.wait_for("two paths", paths_up(tmp_path, (1, 2)), timeout=60)
+    # The gateway lost a WAN: Kea rereads its config, the primary renews.
+    (tmp_path / "kea4.json").write_text(json.dumps({"Dhcp4": {**kea_config("01")["Dhcp4"], **{
+        k: v for k, v in json.loads((tmp_path / "kea4.json").read_text())["Dhcp4"].items()
+        if k in ("lease-database", "loggers")}}}))
+    kea.send_signal(signal.SIGHUP)
+    procs.wait_for("Kea to reload", lambda: procs.log("kea4").count("DHCP4_CONFIG_COMPLETE") >= 2, timeout=20)
+    os.kill(s["primary"]["client_pid"], signal.SIGUSR1)
+    after = procs.wait_for("path 2 to go", lambda: (st := status(tmp_path)).get("mp_avail") == 1
+                           and set(st["paths"]) == {"1"} and st, timeout=30)
+    assert "lan0.mp2" not in links()
+    assert ID_BASE + 1 not in endpoints() and ID_BASE in endpoints()
+    assert [r["priority"] for r in rules()] == [RULE_PRIORITY + 1]
+    assert table(2) == []
+    assert after["paths"]["1"]["address"] == s["paths"]["1"]["address"]
+    assert_path_configured(1, after["paths"]["1"]["address"])
+
+
+def test_a_range_without_a_pool_leaves_its_macvlan_bare(tmp_path, procs, lab):
+    start_kea4(procs, tmp_path, CPE, kea_config(ranges=(1,)))
+    start_host(procs, tmp_path)
+    procs.wait_for("path 1", paths_up_partly(tmp_path), timeout=60)
+    procs.wait_for("path 2's client to give up a round", lambda: "path 2: no lease on lan0.mp2" in procs.log("host"),
+                   timeout=30)
+    st = status(tmp_path)
+    assert st["paths"]["2"]["address"] is None and st["paths"]["2"]["endpoint_id"] is None
+    assert "lan0.mp2" in links() and addresses("lan0.mp2") == []
+    assert ID_BASE + 1 not in endpoints() and table(2) == []
+    assert [r["priority"] for r in rules()] == [RULE_PRIORITY + 1]
+
+
+def paths_up_partly(tmp_path):
+    def check():
+        paths = status(tmp_path).get("paths", {})
+        return set(paths) == {"1", "2"} and in_pool(paths["1"]["address"], pool(1))
+    return check
+
+
+def test_a_malformed_mp_avail_is_refused_with_one_line(tmp_path, procs, lab):
+    start_kea4(procs, tmp_path, CPE, kea_config("0102"))
+    start_host(procs, tmp_path)
+    s = procs.wait_for("the primary lease", lambda: in_pool(status(tmp_path).get("primary", {}).get("address"),
+                                                             PRIMARY_POOL) and status(tmp_path), timeout=60)
+    refused = [line for line in procs.log("host").splitlines() if "mp-avail" in line and "refused" in line]
+    assert refused == ["mptcp-cpe host path 0: primary: mp-avail (option 225) must be one octet, not 2 (got '0102'): "
+                       "refused, mp-avail stays 0"], procs.log("host")
+    assert s["mp_avail"] == 0 and s["paths"] == {}
+    assert not [n for n in links() if ".mp" in n]
+
+
+def test_an_answer_for_another_range_is_refused(tmp_path, procs, lab):
+    # A broken server answers range 2's request with mp-range 1.
+    start_kea4(procs, tmp_path, CPE, kea_config(answers={2: 1}))
+    start_host(procs, tmp_path)
+    procs.wait_for("path 1", paths_up_partly(tmp_path), timeout=60)
+    procs.wait_for("path 2's lease to be refused", lambda: "path 2: bound on lan0.mp2: mp-range (option 226) is 1 "
+                   "in the answer to a request for range 2 (got '01'): lease refused, nothing changed" in procs.log("host"),
+                   timeout=30)
+    assert addresses("lan0.mp2") == [] and ID_BASE + 1 not in endpoints() and table(2) == []
+    assert status(tmp_path)["paths"]["2"]["address"] is None
+
+
+def test_one_ipv6_endpoint_per_prefix(tmp_path, procs, lab):
+    # No DHCP server needed: the IPv6 paths are the LAN interface's SLAAC prefixes.
+    start_host(procs, tmp_path)
+    for a in ("2001:db8:1::10/64", "2001:db8:1::11/64", "2001:db8:2::10/64"):
+        sh("ip", "addr", "add", a, "dev", "lan0", "nodad", ns=HOST)
+    sh("ip", "addr", "add", "2001:db8:3::10/64", "dev", "lan0", "nodad", "preferred_lft", "0", ns=HOST)
+
+    def v6():
+        return {i: e["address"] for i, e in endpoints().items() if ID_BASE + 8 <= i < ID_BASE + 16}
+
+    procs.wait_for("an endpoint per usable /64", lambda: v6() == {ID_BASE + 8: "2001:db8:1::10",
+                                                                  ID_BASE + 9: "2001:db8:2::10"}, timeout=20)
+    sh("ip", "addr", "del", "2001:db8:1::10/64", "dev", "lan0", ns=HOST)
+    procs.wait_for("the /64's other address to take over", lambda: v6() == {ID_BASE + 9: "2001:db8:2::10",
+                                                                            ID_BASE + 8: "2001:db8:1::11"}, timeout=20)
+    sh("ip", "addr", "del", "2001:db8:2::10/64", "dev", "lan0", ns=HOST)
+    procs.wait_for("the gone prefix's endpoint to go", lambda: v6() == {ID_BASE + 8: "2001:db8:1::11"}, timeout=20)
+    assert json.loads(mptcp_cpe("host", "status", "--json", "--config", host_config(tmp_path)))["ipv6_endpoints"] == {
+        str(ID_BASE + 8): "2001:db8:1::11"}

@@ -137,6 +137,8 @@ def path_event(cfg: HostConfig, kernel, k: int, event: str, env: dict[str, str])
         if _remove_path(cfg, kernel, k, device, old):
             log.info("path %d: lease %s on %s ended (%s): endpoint, rule, routes and address removed",
                      k, old["address"], device, event)
+        elif event == "leasefail":
+            log.info("path %d: no lease on %s (no answer for range %d): nothing configured", k, device, k)
         _record(state_file, {"k": k, "device": device, "event": event, "address": None, "router": None,
                              "endpoint_id": None})
         return
