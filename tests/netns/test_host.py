@@ -281,3 +281,71 @@ def test_one_ipv6_endpoint_per_prefix(tmp_path, procs, lab):
     procs.wait_for("the gone prefix's endpoint to go", lambda: v6() == {ID_BASE + 8: "2001:db8:1::11"}, timeout=20)
     assert json.loads(mptcp_cpe("host", "status", "--json", "--config", host_config(tmp_path)))["ipv6_endpoints"] == {
         str(ID_BASE + 8): "2001:db8:1::11"}
+
+
+SERVER_ADDRESS, PORT = "198.18.0.1", 5201
+# The CPE's WANs to the server: WAN 1 the primary's, WAN k+1 range k's.
+WANS = {1: ("198.51.100.1/24", "198.51.100.2/24"), 2: ("203.0.113.1/24", "203.0.113.2/24"),
+        3: ("198.18.1.1/24", "198.18.1.2/24")}
+# Each range's pool as prefixes, for the CPE's source rules.
+RANGE_PREFIXES = {1: ["192.0.2.110/31", "192.0.2.112/29"], 2: ["192.0.2.120/29", "192.0.2.128/31"]}
+MPTCP_SERVER = f"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("{SERVER_ADDRESS}", {PORT}))
+s.listen()
+print("listening", flush=True)
+c, _ = s.accept()
+while c.recv(65536):
+    pass
+"""
+MPTCP_CLIENT = f"""
+import socket, time
+c = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+c.connect(("{SERVER_ADDRESS}", {PORT}))
+end = time.monotonic() + 30
+while time.monotonic() < end:
+    c.sendall(b"x" * 16384)
+    time.sleep(0.01)
+"""
+
+
+def gateway_with_wans() -> None:
+    """The CPE's side of the contract: range k's addresses leave by WAN k+1, NATed."""
+    for k, (cpe_addr, srv_addr) in WANS.items():
+        veth(CPE, f"wan{k}", SERVER, f"w{k}")
+        sh("ip", "addr", "add", cpe_addr, "dev", f"wan{k}", ns=CPE)
+        sh("ip", "addr", "add", srv_addr, "dev", f"w{k}", ns=SERVER)
+        via = srv_addr.split("/")[0]
+        sh("ip", "route", "add", SERVER_ADDRESS, "via", via, "table", str(100 + k), ns=CPE)
+    sh("ip", "route", "add", SERVER_ADDRESS, "via", WANS[1][1].split("/")[0], ns=CPE)
+    for k, prefixes in RANGE_PREFIXES.items():
+        for prefix in prefixes:
+            sh("ip", "rule", "add", "from", prefix, "table", str(101 + k), "pref", str(1000 + k), ns=CPE)
+    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
+        sh("sysctl", "-qw", key, ns=CPE)
+    sh("nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority 100; }; "
+       "add rule ip nat post oifname wan* masquerade", ns=CPE)
+    sh("ip", "addr", "add", f"{SERVER_ADDRESS}/32", "dev", "lo", ns=SERVER)
+    sh("ip", "mptcp", "limits", "set", "subflows", "8", "add_addr_accepted", "8", ns=SERVER)
+
+
+@pytest.mark.skipif(not shutil.which("nft"), reason="nft is not installed")
+def test_one_mptcp_connection_leaves_by_every_wan(tmp_path, procs, lab):
+    gateway_with_wans()
+    start_kea4(procs, tmp_path, CPE, kea_config())
+    start_host(procs, tmp_path)
+    procs.wait_for("two paths", paths_up(tmp_path, (1, 2)), timeout=60)
+    server = procs.start("server", sys.executable, "-c", MPTCP_SERVER, ns=SERVER)
+    procs.wait_for("the server to listen", lambda: "listening" in procs.log("server"), names=["server"])
+    procs.start("client", sys.executable, "-c", MPTCP_CLIENT, ns=HOST)
+
+    def peers():
+        out = sh("ss", "-tnH", "state", "established", f"( sport = :{PORT} )", ns=SERVER).stdout
+        return {line.split()[-1].rsplit(":", 1)[0] for line in out.splitlines()}
+
+    # One subflow per WAN: the server sees each WAN's NAT address.
+    want = {a.split("/")[0] for a, _ in WANS.values()}
+    procs.wait_for("a subflow by each WAN", lambda: peers() == want, names=["server", "client"], timeout=20)
+    assert server.poll() is None
