@@ -16,7 +16,7 @@ import re
 
 from .config import MAX_PATHS
 
-HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
+HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")  # empty too: a zero-length option is no octet
 
 
 class OptionError(ValueError):
