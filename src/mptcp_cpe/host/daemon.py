@@ -14,7 +14,9 @@ tells what runs (``mptcp-cpe host status``).
 Signals: SIGHUP reloads the config (a bad one is refused with one line, the running state
 stays; a changed one stops every client and path, then starts again); SIGTERM and SIGINT
 stop the clients with a release (udhcpc ``-R``), remove everything the host made (tagged
-routes and rules, endpoint ids, addresses, macvlans) and exit 0.
+routes and rules, endpoint ids, addresses, macvlans) and exit 0. Run by systemd as
+``Type=notify``: READY=1 once leftovers of an earlier run are gone and the primary's
+udhcpc runs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..inventory import InventoryError
+from ..sdnotify import sd_notify
 from ..state import read_json, write_json_atomic
 from . import config as host_config
 from .config import HostConfig
@@ -317,6 +320,7 @@ class HostDaemon:
         log.info("started on %s: primary lease with mp-avail (option %d), paths with mp-range (option %d)",
                  self.cfg.interface, self.cfg.mp_avail_code, self.cfg.mp_range_code)
         self.begin()
+        sd_notify("READY=1")
         try:
             while True:
                 while self.pending:
@@ -331,5 +335,6 @@ class HostDaemon:
                 self.wake.wait(TICK_S)
                 self.wake.clear()
         finally:
+            sd_notify("STOPPING=1")
             self.end()
             log.info("stopped; released the leases and removed the paths, rules, routes and endpoints")
