@@ -218,6 +218,30 @@ def test_mp_avail_dropping_removes_the_last_path(tmp_path, procs, lab):
     assert_path_configured(1, after["paths"]["1"]["address"])
 
 
+def test_sighup_refuses_a_bad_config_and_starts_over_with_a_good_one(tmp_path, procs, lab):
+    start_kea4(procs, tmp_path, CPE, kea_config())
+    daemon = start_host(procs, tmp_path)
+    s = procs.wait_for("two paths", paths_up(tmp_path, (1, 2)), timeout=60)
+    path = tmp_path / "host.json"
+    good = json.loads(path.read_text())
+    path.write_text(json.dumps({**good, "table_base": 250}))
+    daemon.send_signal(signal.SIGHUP)
+    procs.wait_for("the refusal", lambda: "config refused" in procs.log("host"), timeout=10)
+    refused = [line for line in procs.log("host").splitlines() if "config refused" in line]
+    assert refused == ["mptcp-cpe host: ERROR config refused, keeping the running state: lab-host: table_base: "
+                       "tables table_base+1..+8 would take the kernel's table 253 (got 250)"]
+    assert status(tmp_path)["paths"] == s["paths"] and daemon.poll() is None
+    # A good new config: the paths start over in the new tables, with the same leases.
+    path.write_text(json.dumps({**good, "table_base": 400}))
+    daemon.send_signal(signal.SIGHUP)
+    again = procs.wait_for("the paths in the new tables", lambda: (st := paths_up(tmp_path, (1, 2))())
+                           and st["paths"]["1"]["table"] == 401 and st, timeout=60)
+    assert {k: p["address"] for k, p in again["paths"].items()} == {k: p["address"] for k, p in s["paths"].items()}
+    assert sh("ip", "-4", "route", "show", "table", str(TABLE_BASE + 1), ns=HOST).stdout == ""
+    assert any(line.startswith("default via 192.0.2.1 dev lan0.mp1") for line in
+               sh("ip", "-4", "route", "show", "table", "401", ns=HOST).stdout.splitlines())
+
+
 def test_a_range_without_a_pool_leaves_its_macvlan_bare(tmp_path, procs, lab):
     start_kea4(procs, tmp_path, CPE, kea_config(ranges=(1,)))
     start_host(procs, tmp_path)

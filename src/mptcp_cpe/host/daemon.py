@@ -59,6 +59,7 @@ class Client:
     proc: subprocess.Popen | None = None
     restarts: int = 0
     start_after: float = 0.0
+    started: float = 0.0
     mac: str | None = None
     extra: list[str] = field(default_factory=list)
 
@@ -114,6 +115,7 @@ class HostDaemon:
         argv = self.client_argv(c)
         try:
             c.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+            c.started = time.monotonic()
             log.info("%s: udhcpc started (pid %d)%s", c.device, c.proc.pid,
                      f", asking for range {c.k}" if c.k else f", asking for mp-avail (option {self.cfg.mp_avail_code})")
         except OSError as exc:
@@ -145,6 +147,9 @@ class HostDaemon:
         if c.proc is not None:
             code = c.proc.returncode
             c.proc = None
+            # A client that ran a while before it failed starts again soon.
+            if time.monotonic() - c.started > RESTART_S[1]:
+                c.restarts = 0
             self.back_off(c, f"udhcpc exited ({code})")
             return
         if time.monotonic() >= c.start_after:
