@@ -18,7 +18,7 @@ import signal
 import sys
 
 import pytest
-from netlab import namespaces, needs_root, procs, sh, start_kea4, veth, wait_for  # noqa: F401 - procs is a fixture
+from netlab import namespaces, needs_root, procs, sh, start_kea4, veth  # noqa: F401 - procs is a fixture
 
 from helpers import TOP
 from mptcp_cpe.host.plan import path_macs

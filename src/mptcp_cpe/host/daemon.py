@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..inventory import InventoryError
 from ..sdnotify import sd_notify
@@ -38,7 +38,7 @@ from .config import HostConfig
 from .kernel import PARENT_SYSCTLS, HostKernel
 from .lease import path_file, primary_file
 from .options import send_mp_range
-from .plan import limits, macvlan_name, path_macs, paths_to_change, v6_endpoints, v6_prefix_addresses
+from .plan import V6_ID_OFFSET, limits, macvlan_name, path_macs, paths_to_change, v6_endpoints, v6_prefix_addresses
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,6 @@ class Client:
     start_after: float = 0.0
     started: float = 0.0
     mac: str | None = None
-    extra: list[str] = field(default_factory=list)
 
 
 class HostDaemon:
@@ -208,7 +207,7 @@ class HostDaemon:
         self.v6_next = now + self.cfg.ipv6_poll_s
         wanted = v6_prefix_addresses(self.kernel.v6_addresses(self.cfg.interface))
         have = self.kernel.owned(self.cfg, set()).endpoints
-        first = self.cfg.endpoint_id_base + 8
+        first = self.cfg.endpoint_id_base + V6_ID_OFFSET
         have = {i: e for i, e in have.items() if i >= first}
         remove, add = v6_endpoints(self.cfg, self.cfg.interface, have, wanted)
         for e in remove:

@@ -14,7 +14,7 @@ from ..netlink import MPTCP, IPRoute, NetlinkError
 from ..nft import KernelError
 from ..wand.kernel import RT_SCOPE_UNIVERSE, UNUSABLE_ADDR_FLAGS, Kernel
 from ..wand.plan import Address, Endpoint, Owned, Route, Rule
-from .config import RULE_BAND, HostConfig
+from .config import MAX_PATHS, RULE_BAND, HostConfig
 from .plan import ALIAS, MAIN_TABLE, V6_ID_OFFSET
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ PARENT_SYSCTLS = {"ipv4/conf/{dev}/arp_ignore": "1", "ipv4/conf/{dev}/arp_announ
 
 
 class HostKernel(Kernel):
-    def __init__(self) -> None:  # noqa: D107 - wand's Kernel without its nftables handle
+    def __init__(self) -> None:
+        # wand's Kernel without its nftables handle: the host has no NAT.
         self.ipr = IPRoute()
         self.mptcp = MPTCP()
         self._names: dict[int, str] = {}
@@ -125,7 +126,7 @@ class HostKernel(Kernel):
         """Everything carrying the host's marks: tagged addresses, the tagged routes of main
         and of ``tables`` (default: every path's), the rules of the band, the endpoint ids."""
         names = self._index_names()
-        look = tables if tables is not None else {cfg.table(k) for k in range(1, 9)} | {MAIN_TABLE}
+        look = tables if tables is not None else {cfg.table(k) for k in range(1, MAX_PATHS + 1)} | {MAIN_TABLE}
         have = Owned()
         for family in (AF_INET, AF_INET6):
             for msg in self.ipr.route("dump", family=family):
