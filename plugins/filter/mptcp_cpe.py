@@ -18,12 +18,12 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp, openwrt, uci
+    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, landhcp, mcp, openwrt, uci
     from mptcp_cpe.host import config as host_config
     from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, mcp, openwrt, uci
+    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, landhcp, mcp, openwrt, uci
     from mptcp_cpe.host import config as host_config
     from mptcp_cpe.wand import config as wand_config
 
@@ -122,6 +122,19 @@ def kea_config(host, family, subnets, classes, mcps, code, hook_library, lease_f
         host, int(family), subnets_raw=subnets, classes_raw=classes, mcps_raw=mcps, option_code_raw=code,
         hook_library=hook_library, lease_file=lease_file, socket=socket, lease_lifetime=lease_lifetime,
         listen=listen, run_script_library=run_script_library, pd_route_script=pd_route_script))
+
+
+def lan_dhcp_config(role_settings, host, lans, wans):
+    """The CPE's LAN Kea (role cpe_lan_dhcp): ``{"text": the kea-dhcp4 configuration as Kea
+    reads it, "wans": the WANs whose "up" files it includes, "state_dir": where they are}``.
+    ``role_settings``: the role's variables without their prefix."""
+    def render():
+        cfg = landhcp.settings(host, role_settings)
+        served, _ = landhcp.served_lans(host, lans, wans)
+        conf = landhcp.config(host, served, cfg)
+        return {"text": landhcp.text(conf), "wans": landhcp.wan_states(served), "state_dir": str(cfg.state_dir),
+                "up_text": landhcp.up_text(True)}
+    return _checked(render)
 
 
 def wand_config_for(wans, host, **settings):
@@ -371,7 +384,7 @@ def firmware_device(hostvars):
 
 
 # The filters that check inventory data, which mptcp_cpe_problems runs.
-CHECKS = frozenset({"mptcp_cpe_wans", "mptcp_cpe_option_code", "mptcp_cpe_kea_config", "mptcp_cpe_wand_config",
+CHECKS = frozenset({"mptcp_cpe_wans", "mptcp_cpe_lan_dhcp_config", "mptcp_cpe_option_code", "mptcp_cpe_kea_config", "mptcp_cpe_wand_config",
                     "mptcp_cpe_converter_config", "mptcp_cpe_lan_prefixes", "mptcp_cpe_mcp_config",
                     "mptcp_cpe_converter_sysctls", "mptcp_cpe_firewall_config", "mptcp_cpe_host_config", "mptcp_cpe_firmware_settings",
                     "mptcp_cpe_openwrt_image_settings"})
@@ -395,6 +408,7 @@ class FilterModule:
             "mptcp_cpe_limits": mptcp_limits,
             "mptcp_cpe_limits_for": mptcp_limits_for,
             "mptcp_cpe_wand_config": wand_config_for,
+            "mptcp_cpe_lan_dhcp_config": lan_dhcp_config,
             "mptcp_cpe_converter_config": converter_config,
             "mptcp_cpe_lan_prefixes": lan_prefixes,
             "mptcp_cpe_mcp_config": mcp_config,

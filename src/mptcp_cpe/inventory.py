@@ -341,8 +341,45 @@ def option_code(host: str, field: str, value: Any, family: int) -> int:
 
 # ---------------------------------------------------------------- the LANs
 
-LAN_KEYS = frozenset({"name", "device", "ipv4", "ipv6", "pd_subnet"})
+LAN_KEYS = frozenset({"name", "device", "ipv4", "ipv6", "pd_subnet", "dhcp"})
+LAN_DHCP_KEYS = frozenset({"pool", "ranges"})
 MAX_LANS = 16
+
+
+@dataclass(frozen=True)
+class AddressRange:
+    """A range of IPv4 addresses, written as DHCP servers write pools: ``FIRST - LAST``."""
+
+    first: ipaddress.IPv4Address
+    last: ipaddress.IPv4Address
+
+    def __str__(self) -> str:
+        return f"{self.first} - {self.last}"
+
+    @property
+    def prefixes(self) -> tuple[ipaddress.IPv4Network, ...]:
+        """The range as the fewest prefixes (policy rules match prefixes, not ranges)."""
+        return tuple(ipaddress.summarize_address_range(self.first, self.last))
+
+    def overlaps(self, other: "AddressRange") -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+    def __contains__(self, addr: ipaddress.IPv4Address) -> bool:
+        return self.first <= addr <= self.last
+
+
+@dataclass(frozen=True)
+class LanDhcp:
+    """What the CPE's DHCP server hands out on a LAN (role cpe_lan_dhcp): ordinary leases
+    from ``pool`` and, for single-homed MPTCP hosts (draft-wr-mptcp-single-homed), one range
+    per WAN after the first, in cpe_wans order: the host's k-th extra address comes from
+    ``ranges[k-1]`` and leaves by that WAN."""
+
+    pool: AddressRange
+    ranges: tuple[tuple[str, AddressRange], ...] = ()  # (WAN name, its range)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pool": str(self.pool), "ranges": {w: str(r) for w, r in self.ranges}}
 
 
 @dataclass(frozen=True)
@@ -356,6 +393,7 @@ class Lan:
     ipv6: tuple[ipaddress.IPv6Interface, ...] = ()
     # Which /64 of each WAN's delegated prefix this LAN gets (None: none of them).
     pd_subnet: int | None = None
+    dhcp: LanDhcp | None = None  # the CPE's DHCPv4 server on this LAN (None: none)
 
     @property
     def prefixes(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -363,7 +401,8 @@ class Lan:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "device": self.device, "ipv4": str(self.ipv4) if self.ipv4 else "none",
-                "ipv6": [str(i) for i in self.ipv6], "pd_subnet": "none" if self.pd_subnet is None else self.pd_subnet}
+                "ipv6": [str(i) for i in self.ipv6], "pd_subnet": "none" if self.pd_subnet is None else self.pd_subnet,
+                **({"dhcp": self.dhcp.as_dict()} if self.dhcp else {})}
 
 
 def _lan_address(host: str, field: str, raw: Any, version: int) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
@@ -404,7 +443,75 @@ def parse_lan(host: str, index: int, raw: Any, field: str = "cpe_lans") -> Lan:
     # The /64 number inside every delegated prefix: the LAN's index unless the inventory says.
     pd = raw.get("pd_subnet", index)
     pd_subnet = None if pd == "none" else integer(host, f"{where}.pd_subnet", pd, 0, 2 ** (64 - PD_LENGTH_RANGE[0]) - 1)
-    return Lan(name, raw["device"], ipv4, ipv6, pd_subnet)
+    dhcp = _lan_dhcp(host, f"{where}.dhcp", raw["dhcp"], ipv4) if raw.get("dhcp") is not None else None
+    return Lan(name, raw["device"], ipv4, ipv6, pd_subnet, dhcp)
+
+
+def _address_range(host: str, field: str, raw: Any, lan: ipaddress.IPv4Interface) -> AddressRange:
+    """``FIRST - LAST`` inside the LAN's prefix, neither end its network or broadcast
+    address, and not holding the CPE's own address."""
+    net = lan.network
+    parts = raw.split("-") if isinstance(raw, str) else []
+    if len(parts) != 2:
+        raise InventoryError(host, field, f"must be 'FIRST - LAST' inside {net}", raw)
+    try:
+        first, last = (ipaddress.IPv4Address(p.strip()) for p in parts)
+    except ValueError:
+        raise InventoryError(host, field, f"must be 'FIRST - LAST', two IPv4 addresses inside {net}", raw) from None
+    if first > last:
+        raise InventoryError(host, field, "its first address is after its last", raw)
+    if first <= net.network_address or last >= net.broadcast_address:
+        raise InventoryError(host, field, f"must lie inside {net}, without its network and broadcast addresses", raw)
+    r = AddressRange(first, last)
+    if lan.ip in r:
+        raise InventoryError(host, field, f"holds the CPE's own address {lan.ip}", raw)
+    return r
+
+
+def _lan_dhcp(host: str, field: str, raw: Any, ipv4: ipaddress.IPv4Interface | None) -> LanDhcp:
+    if not isinstance(raw, dict):
+        raise InventoryError(host, field, "must be a mapping with pool and, for single-homed MPTCP hosts, ranges", raw)
+    only_keys(host, field, raw, LAN_DHCP_KEYS)
+    if ipv4 is None:
+        raise InventoryError(host, field, "a LAN without ipv4 has nothing to lease", raw)
+    if "pool" not in raw:
+        raise InventoryError(host, f"{field}.pool", "missing", show_value=False)
+    pool = _address_range(host, f"{field}.pool", raw["pool"], ipv4)
+    ranges_raw = raw.get("ranges", {})
+    if not isinstance(ranges_raw, dict):
+        raise InventoryError(host, f"{field}.ranges", "must map each WAN after the first to its range 'FIRST - LAST'", ranges_raw)
+    ranges: list[tuple[str, AddressRange]] = []
+    for wan, value in ranges_raw.items():
+        where = f"{field}.ranges.{wan}"
+        r = _address_range(host, where, value, ipv4)
+        if r.overlaps(pool):
+            raise InventoryError(host, where, f"overlaps the pool {pool}", value)
+        for other_wan, other in ranges:
+            if r.overlaps(other):
+                raise InventoryError(host, where, f"overlaps the range {other} of WAN {other_wan}", value)
+        ranges.append((str(wan), r))
+    return LanDhcp(pool, tuple(ranges))
+
+
+def _lan_dhcp_wans(host: str, where: str, dhcp: LanDhcp, wans: list[Wan]) -> LanDhcp:
+    """The ranges in cpe_wans order, one for every WAN after the first (k keeps meaning the
+    same WAN: the k-th range leaves by the (k+1)-th WAN), or none at all."""
+    if not dhcp.ranges:
+        return dhcp
+    given = dict(dhcp.ranges)
+    names = [w.name for w in wans]
+    for wan in given:
+        if wan not in names:
+            raise InventoryError(host, f"{where}.dhcp.ranges.{wan}", f"is not a WAN of cpe_wans ({', '.join(names)})", wan)
+        if names and wan == names[0]:
+            raise InventoryError(host, f"{where}.dhcp.ranges.{wan}",
+                                 "is the first WAN, the path of the pool's leases: ranges are for the WANs after it", wan)
+    missing = [n for n in names[1:] if n not in given]
+    if missing:
+        raise InventoryError(host, f"{where}.dhcp.ranges",
+                             f"has no range for WAN {', '.join(missing)}: give every WAN after the first one, or no ranges",
+                             sorted(given))
+    return dataclasses.replace(dhcp, ranges=tuple((n, given[n]) for n in names[1:]))
 
 
 def parse_lans(host: str, raw: Any, wans: list[Wan] | None = None, field: str = "cpe_lans") -> list[Lan]:
@@ -432,6 +539,9 @@ def parse_lans(host: str, raw: Any, wans: list[Wan] | None = None, field: str = 
                     raise InventoryError(host, where, f"prefix {net} overlaps {other} of WAN {owner}", str(net))
             owners.append((net, lan.name))
     _unique(host, field, lans, ("pd_subnet",))
+    if wans is not None:
+        lans = [dataclasses.replace(lan, dhcp=_lan_dhcp_wans(host, f"{field}[{i}] ({lan.name})", lan.dhcp, wans))
+                if lan.dhcp is not None else lan for i, lan in enumerate(lans)]
     # Each LAN's /64 must exist inside the shortest-asked (longest length) delegated prefix.
     pd_wans = [w for w in wans or () if w.pd_length is not None]
     for i, lan in enumerate(lans):

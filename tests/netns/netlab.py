@@ -274,15 +274,17 @@ def run_bench(name: str, main: Callable[[], None]) -> None:
         sys.exit(f"{name}: interrupted; namespaces and processes removed")
 
 
-def start_kea4(procs: Procs, tmp_path: Path, ns: str, config: dict, name: str = "kea4") -> subprocess.Popen:
-    """kea-dhcp4 in a namespace with every file in tmp_path; returns once it serves."""
+def start_kea4(procs: Procs, tmp_path: Path, ns: str, config: dict, name: str = "kea4",
+               render: Callable[[dict], str] | None = None) -> subprocess.Popen:
+    """kea-dhcp4 in a namespace with every file in tmp_path; returns once it serves.
+    ``render``: the config's text (default JSON; the LAN's Kea has include directives)."""
     cfg = dict(config)
     dhcp4 = dict(cfg["Dhcp4"])
     dhcp4.setdefault("lease-database", {"type": "memfile", "persist": True, "name": str(tmp_path / f"{name}-leases.csv")})
     dhcp4.setdefault("loggers", [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}], "severity": "DEBUG", "debuglevel": 15}])
     cfg["Dhcp4"] = dhcp4
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(cfg, indent=2))
+    path.write_text(render(cfg) if render else json.dumps(cfg, indent=2))
     env = dict(os.environ, KEA_PIDFILE_DIR=str(tmp_path), KEA_LOCKFILE_DIR=str(tmp_path))
     proc = procs.start(name, "kea-dhcp4", "-c", str(path), ns=ns, env=env)
     wait_for("kea-dhcp4 to open its sockets",

@@ -61,6 +61,7 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_limits": f.mptcp_limits,
         "mptcp_cpe_limits_for": f.mptcp_limits_for,
         "mptcp_cpe_wand_config": f.wand_config_for,
+        "mptcp_cpe_lan_dhcp_config": f.lan_dhcp_config,
         "mptcp_cpe_converter_config": f.converter_config,
         "mptcp_cpe_lan_prefixes": f.lan_prefixes,
         "mptcp_cpe_mcp_config": f.mcp_config,

@@ -122,3 +122,19 @@ def test_every_fields_mistake_at_once():
         from_dict(cfg(policy="random", rule_priority=0, wans=[DSL, {**LTE, "weight": 0}]))
     assert [e.field for e in exc.value.errors] == ["policy", "rule_priority", "wans[1] (lte).weight"]
     assert len(str(exc.value).splitlines()) == 3
+
+
+def test_lan_dhcp_settings_round_trip_and_refusals():
+    lan = {"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24",
+           "dhcp": {"pool": "198.18.1.128 - 198.18.1.191", "ranges": {"lte": "198.18.1.192 - 198.18.1.223"}}}
+    raw = cfg(lans=[lan], lan_dhcp={"state_dir": "/var/lib/mptcp-cpe/lan-dhcp", "reload": ["systemctl", "reload", "kea"]})
+    c = from_dict(raw)
+    assert c.lan_dhcp.reload == ("systemctl", "reload", "kea")
+    assert from_dict(json.loads(json.dumps(c.as_dict()))) == c
+    for bad, field in (({"state_dir": "x", "reload": ["true"]}, "lan_dhcp.state_dir"),
+                       ({"state_dir": "/x", "reload": []}, "lan_dhcp.reload"),
+                       ({"reload": ["true"]}, "lan_dhcp.state_dir"),
+                       ({"state_dir": "/x", "reload": ["true"], "socket": "/s"}, "lan_dhcp")):
+        with pytest.raises(ConfigError) as exc:
+            from_dict(cfg(lan_dhcp=bad))
+        assert exc.value.field == field, str(exc.value)

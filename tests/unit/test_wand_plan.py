@@ -247,3 +247,53 @@ def test_default_route_names_are_reported(policy):
     cfg = config(DSL, {**LTE, "backup": policy == "failover"}, policy=policy)
     d = desired(cfg, LINKS, ALL_UP)
     assert d.default_route[AF_INET] == (("dsl", "lte") if policy == "balance" else ("dsl",))
+
+
+# --- single-homed MPTCP hosts: the LAN's DHCP ranges (role cpe_lan_dhcp) ---
+
+SH_LAN = {"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24",
+          "dhcp": {"pool": "198.18.1.128 - 198.18.1.191", "ranges": {"lte": "198.18.1.192 - 198.18.1.223"}}}
+
+
+def test_each_range_leaves_by_its_wan_and_the_pools_tcp_by_the_first():
+    cfg = config(lans=[SH_LAN])
+    d = desired(cfg, LINKS, ALL_UP)
+    # After the main table without defaults (10050): LAN to LAN stays inside.
+    assert Rule(AF_INET, 10052, 102, src="198.18.1.192/27") in d.rules
+    assert Rule(AF_INET, 10051, 101, src="198.18.1.128/26", ip_proto=6) in d.rules
+    assert d.range_up == {"dsl": True, "lte": True}
+    assert "reject" not in d.nft
+
+
+def test_a_range_whose_wan_is_down_is_refused_fast_and_leases_nothing():
+    cfg = config(lans=[SH_LAN])
+    d = desired(cfg, LINKS, {"dsl": True, "lte": False})
+    assert d.range_up["lte"] is False
+    assert 'iifname "lan0" ip saddr 198.18.1.192-198.18.1.223 meta l4proto tcp counter reject with tcp reset' in d.nft
+    assert 'iifname "lan0" ip saddr 198.18.1.192-198.18.1.223 counter reject with icmp type admin-prohibited' in d.nft
+    # Its rule stays (the table is still the WAN's): what it sends is refused, not rerouted.
+    assert Rule(AF_INET, 10052, 102, src="198.18.1.192/27") in d.rules
+    # A WAN without its IPv4 address is down for its range too, whatever the probes said.
+    no_v4 = {**LINKS, "wan2": link(3)}
+    assert desired(cfg, no_v4, ALL_UP).range_up["lte"] is False
+
+
+def test_the_pools_tcp_is_balanced_while_the_first_wan_is_down():
+    cfg = config(lans=[SH_LAN])
+    d = desired(cfg, LINKS, {"dsl": False, "lte": True})
+    assert not [r for r in d.rules if r.ip_proto == 6]
+    assert "reject" not in d.nft  # the pool is never refused: its hosts need a first subflow
+
+
+def test_a_range_that_is_no_prefix_gets_a_rule_per_covering_prefix():
+    lan = {**SH_LAN, "dhcp": {"pool": "198.18.1.100 - 198.18.1.149", "ranges": {"lte": "198.18.1.150 - 198.18.1.199"}}}
+    d = desired(config(lans=[lan]), LINKS, ALL_UP)
+    srcs = sorted(r.src for r in d.rules if r.family == AF_INET and r.table == 102 and r.priority == 10052)
+    assert srcs == sorted(["198.18.1.150/31", "198.18.1.152/29", "198.18.1.160/27", "198.18.1.192/29"])
+
+
+def test_lans_without_ranges_add_nothing():
+    lan = {**SH_LAN, "dhcp": {"pool": "198.18.1.128 - 198.18.1.191"}}
+    plain = desired(config(), LINKS, ALL_UP)
+    d = desired(config(lans=[lan]), LINKS, ALL_UP)
+    assert d.rules == plain.rules and d.nft == plain.nft

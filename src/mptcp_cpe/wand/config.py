@@ -10,13 +10,18 @@ field and the value; the running state is kept.
      "endpoint_id_base": 100, "nft_table": "mptcp_cpe_wand",
      "state_file": "/run/mptcp-cpe/wan.json", "mcp_state": "/run/mptcp-cpe/mcp.json",
      "wans": [{"name": "dsl", "device": "wan1", "kind": "dsl", "ipv4": "dhcp", ...}, ...],
-     "lans": [{"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24", "pd_subnet": 0}],
-     "ra": {"config": "/run/mptcp-cpe/radvd.conf", "reload": [...], "interval_s": 30, ...}}
+     "lans": [{"name": "lan", "device": "lan0", "ipv4": "198.18.1.1/24", "pd_subnet": 0,
+               "dhcp": {"pool": "198.18.1.128 - 198.18.1.191", "ranges": {"lte": "198.18.1.192 - 198.18.1.223"}}}],
+     "ra": {"config": "/run/mptcp-cpe/radvd.conf", "reload": [...], "interval_s": 30, ...},
+     "lan_dhcp": {"state_dir": "/var/lib/mptcp-cpe/lan-dhcp", "reload": ["systemctl", "try-reload-or-restart", "kea-dhcp4-server"]}}
 
 Every key but ``wans`` has the default shown (``lans`` none, ``ra`` as in
 `lanprefix.RaSettings`). A WAN without ``table`` gets ``table_base + 1 + its index``.
 ``lans``: the LANs that get a /64 of each WAN's delegated prefix (`lanprefix`); without
-``ra`` wand numbers and routes them but announces nothing.
+``ra`` wand numbers and routes them but announces nothing. A LAN's ``dhcp`` ranges (role
+cpe_lan_dhcp: single-homed MPTCP hosts) are routed out of their WANs; with ``lan_dhcp``
+wand also tells the LAN's Kea which ranges may lease (`landhcp`): it rewrites each range's
+WAN state file in ``state_dir`` and runs ``reload`` when one changed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 
 from ..checks import (
     TABLE_RANGE,
+    check_keys,
     ConfigError,
     Errors,
     absolute_path,
@@ -52,7 +58,8 @@ ENDPOINT_IDS = 2 * MAX_WANS
 
 TOP_KEYS = frozenset({"host", "policy", "probe", "route_protocol", "rule_priority", "default_table",
                       "table_base", "endpoint_id_base", "nft_table", "state_file", "mcp_state", "wans",
-                      "lans", "ra"})
+                      "lans", "ra", "lan_dhcp"})
+LAN_DHCP_KEYS = frozenset({"state_dir", "reload"})
 PROBE_KEYS = frozenset({"interval_s", "timeout_s", "down_count", "up_count"})
 
 
@@ -62,6 +69,22 @@ class ProbeSettings:
     timeout_s: float = 1.0  # a probe unanswered after this has failed (at most interval_s)
     down_count: int = 3  # this many failed rounds in a row: the WAN is down
     up_count: int = 2  # this many good rounds in a row: the WAN is up again
+
+
+@dataclass(frozen=True)
+class LanDhcpSettings:
+    state_dir: Path  # the WANs' state files the LAN's Kea includes
+    reload: tuple[str, ...]  # makes Kea read them again
+
+
+def _lan_dhcp(host: str, raw: Any) -> LanDhcpSettings:
+    check_keys(host, "lan_dhcp", raw, LAN_DHCP_KEYS)
+    reload = raw.get("reload")
+    if not isinstance(reload, list) or not reload or not all(isinstance(a, str) and a for a in reload):
+        raise ConfigError(host, "lan_dhcp.reload", "must be a non-empty list of strings (a command and its arguments)", reload)
+    if "state_dir" not in raw:
+        raise ConfigError(host, "lan_dhcp.state_dir", "missing", show_value=False)
+    return LanDhcpSettings(absolute_path(host, "lan_dhcp.state_dir", raw["state_dir"]), tuple(reload))
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,7 @@ class WandConfig:
     mcp_state: Path = MCP_STATE  # the delegated prefixes, as the DHCP hooks record them
     lans: tuple[Lan, ...] = ()
     ra: RaSettings | None = None
+    lan_dhcp: LanDhcpSettings | None = None
 
     def wan(self, name: str) -> Wan:
         return next(w for w in self.wans if w.name == name)
@@ -100,6 +124,8 @@ class WandConfig:
             "wans": [w.as_dict() for w in self.wans],
             "lans": [lan.as_dict() for lan in self.lans],
             **({"ra": self.ra.as_dict()} if self.ra is not None else {}),
+            **({"lan_dhcp": {"state_dir": str(self.lan_dhcp.state_dir), "reload": list(self.lan_dhcp.reload)}}
+               if self.lan_dhcp is not None else {}),
         }
 
 
@@ -148,6 +174,7 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
     mcp_state = errors.check(absolute_path, host, "mcp_state", raw.get("mcp_state", str(d.mcp_state)))
     probe = errors.check(_probe_settings, host, raw.get("probe", {}))
     ra = errors.check(ra_settings, host, raw["ra"]) if raw.get("ra") is not None else None
+    lan_dhcp = errors.check(_lan_dhcp, host, raw["lan_dhcp"]) if raw.get("lan_dhcp") is not None else None
     if "wans" not in raw:
         errors.add(ConfigError(host, "wans", "missing", show_value=False))
     else:
@@ -182,6 +209,7 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
         mcp_state=mcp_state,
         lans=tuple(lans),
         ra=ra,
+        lan_dhcp=lan_dhcp,
     )
 
 

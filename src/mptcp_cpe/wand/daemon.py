@@ -36,6 +36,7 @@ from pathlib import Path
 from socket import AF_INET6
 from typing import Any
 
+from .. import landhcp
 from ..build import build_id
 from ..inventory import InventoryError
 from ..netlink import (
@@ -194,6 +195,7 @@ class Wand:
         # announced), when each got its state, the last radvd configuration written, and the
         # lines already logged (a problem is logged once, not every pass).
         self.lan_now: dict[tuple[str, str], LanPrefix] = {}
+        self.lan_dhcp_pending = False  # the LAN's Kea has not read the WAN states written
         self.retired: dict[tuple[str, str], tuple[LanPrefix, float]] = {}
         self.lan_since: dict[tuple[str, str, str], float] = {}
         self.delegated: dict[str, list[str]] = {}
@@ -387,7 +389,37 @@ class Wand:
             log.error("could not raise the MPTCP limits to %s: %s", want.limits, exc)
         self.write_state(links, want)
         self.write_ra(lan, bool(want.default_route.get(AF_INET6)))
+        self.write_lan_dhcp(want.range_up)
         return added_address
+
+    def write_lan_dhcp(self, range_up: dict[str, bool]) -> None:
+        """Tell the LAN's Kea which ranges may lease (`landhcp`): the state file of each
+        range's WAN, and Kea's reload when one changed (or the last reload failed)."""
+        ld = self.cfg.lan_dhcp
+        if ld is None:
+            return
+        changed = self.lan_dhcp_pending
+        for wan in landhcp.wan_states(list(self.cfg.lans)):
+            try:
+                if landhcp.write_up(ld.state_dir, wan, range_up.get(wan, False)):
+                    log.info("LAN DHCP: range of WAN %s %s", wan, "leases again" if range_up.get(wan) else "leases nothing (WAN down)")
+                    changed = True
+            except OSError as exc:
+                self._tell_once(f"lan-dhcp-{wan}", logging.ERROR, "LAN DHCP: cannot write the state of WAN %s in %s: %s",
+                                wan, ld.state_dir, exc)
+        if not changed:
+            return
+        try:
+            proc = subprocess.run(list(ld.reload), capture_output=True, text=True, timeout=RA_RELOAD_S, check=False)
+            ok, why = proc.returncode == 0, (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            ok, why = False, str(exc)
+        # Retried at the next pass: Kea must not keep leasing from a range whose WAN is down.
+        self.lan_dhcp_pending = not ok
+        if not ok:
+            self._tell_once("lan-dhcp-reload", logging.ERROR, "LAN DHCP: %s failed: %s", " ".join(ld.reload), why)
+        else:
+            self.told.discard("lan-dhcp-reload")
 
     # --- the LANs' /64s and their router advertisements ---
 

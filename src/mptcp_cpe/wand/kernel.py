@@ -159,6 +159,7 @@ class Kernel:
             src=f"{src}/{msg['src_len']}" if src else None,
             oif=msg.get("FRA_OIFNAME"),
             suppress_prefixlength=None if suppress in (None, 0xFFFFFFFF) else suppress,
+            ip_proto=msg.get("FRA_IP_PROTO"),
         )
 
     def endpoints(self) -> list[Endpoint]:
@@ -267,6 +268,8 @@ class Kernel:
         if r.suppress_prefixlength is not None:
             # The NLA by its own name: pyroute2 does not map "suppress_prefixlength" to it.
             args["FRA_SUPPRESS_PREFIXLEN"] = r.suppress_prefixlength
+        if r.ip_proto is not None:
+            args["FRA_IP_PROTO"] = r.ip_proto
         return args
 
     def _add_rule(self, r: Rule, cfg: WandConfig) -> None:

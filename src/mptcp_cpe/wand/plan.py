@@ -22,8 +22,10 @@ FAMILY_KEY = {AF_INET: "ipv4", AF_INET6: "ipv6"}
 MPTCP_LIMIT = 8  # the in-kernel path manager's maximum for subflows and add_addr_accepted
 
 # Rule priorities inside wand's band: per-WAN source and output-device rules, then the main
-# table without its default routes, then each WAN's LAN /64s (from its delegated prefix:
-# after main, so LAN to LAN traffic stays inside), then the balanced default route.
+# table without its default routes, then each WAN's LAN sources (after main, so LAN to LAN
+# traffic stays inside: IPv6, the /64s from its delegated prefix; IPv4, the DHCP range of
+# single-homed MPTCP hosts for that WAN, and the pool's TCP for the first), then the
+# balanced default route.
 FROM_OFFSET, OIF_OFFSET, SUPPRESS_OFFSET, LAN_FROM_OFFSET, DEFAULT_OFFSET = 10, 30, 50, 51, 60
 
 
@@ -72,10 +74,12 @@ class Rule:
     src: str | None = None  # "a/len"
     oif: str | None = None
     suppress_prefixlength: int | None = None
+    ip_proto: int | None = None  # 6: TCP only
 
     def __str__(self) -> str:
         sel = f"from {self.src}" if self.src else "from all"
         sel += f" oif {self.oif}" if self.oif else ""
+        sel += f" ipproto {self.ip_proto}" if self.ip_proto is not None else ""
         sup = f" suppress_prefixlength {self.suppress_prefixlength}" if self.suppress_prefixlength is not None else ""
         return f"{_fam(self.family)} {self.priority}: {sel} lookup {self.table}{sup}"
 
@@ -111,6 +115,9 @@ class Desired:
     nft: str = ""
     limits: tuple[int, int] = (0, 0)  # (subflows, add_addr_accepted) floors
     default_route: dict[int, tuple[str, ...]] = field(default_factory=dict)  # family -> WAN names
+    # WAN name -> it carries its LAN range's hosts now (IPv4 usable and healthy); the LAN's
+    # DHCP server hands out leases from the range only then.
+    range_up: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -184,8 +191,11 @@ def default_route_wans(cfg: WandConfig, links: dict[str, Link], health: dict[str
     return []
 
 
-def nft_ruleset(cfg: WandConfig) -> str:
-    """The NAT table, in one text that replaces the old one atomically (one transaction)."""
+def nft_ruleset(cfg: WandConfig, refused: tuple[tuple[str, str], ...] = ()) -> str:
+    """The NAT table, in one text that replaces the old one atomically (one transaction).
+    ``refused``: (LAN device, "FIRST-LAST") ranges whose WAN is down: what their hosts send
+    is refused at once (a TCP reset, an ICMP error), so their MPTCP stack moves to its other
+    subflows instead of waiting on a blackhole."""
     devices = [w.device for w in cfg.wans if w.nat]
     lines = [
         f"table inet {cfg.nft_table}",
@@ -195,8 +205,41 @@ def nft_ruleset(cfg: WandConfig) -> str:
         "\t\ttype nat hook postrouting priority srcnat; policy accept;",
     ]
     lines += [f'\t\tmeta nfproto ipv4 oifname "{d}" masquerade' for d in devices]
-    lines += ["\t}", "}", ""]
+    lines += ["\t}"]
+    if refused:
+        # Before the firewall's forward chain (priority filter): refused, whatever it allows.
+        lines += ["\tchain forward {", "\t\ttype filter hook forward priority filter - 10; policy accept;"]
+        for device, rng in refused:
+            lines += [f'\t\tiifname "{device}" ip saddr {rng} meta l4proto tcp counter reject with tcp reset',
+                      f'\t\tiifname "{device}" ip saddr {rng} counter reject with icmp type admin-prohibited']
+        lines += ["\t}"]
+    lines += ["}", ""]
     return "\n".join(lines)
+
+
+def lan_ranges(cfg: WandConfig, links: dict[str, Link], health: dict[str, bool], d: Desired) -> tuple[tuple[str, str], ...]:
+    """The rules that send each LAN's DHCP ranges out of their own WAN (draft-wr-mptcp-single-homed:
+    range k by the (k+1)-th WAN, the pool's TCP, native MPTCP's first subflow, by the first
+    while it is up); the ranges whose WAN is down, to refuse."""
+    index = {w.name: i for i, w in enumerate(cfg.wans)}
+    band = cfg.rule_priority
+    refused = []
+    for wan in cfg.wans:
+        d.range_up[wan.name] = usable(wan, links.get(wan.device), AF_INET) and health.get(wan.name, False)
+    for lan in cfg.lans:
+        if lan.dhcp is None or not lan.dhcp.ranges:
+            continue
+        first = cfg.wans[0]
+        if d.range_up[first.name]:
+            for net in lan.dhcp.pool.prefixes:
+                d.rules.add(Rule(AF_INET, band + LAN_FROM_OFFSET, first.table, src=str(net), ip_proto=6))
+        for name, rng in lan.dhcp.ranges:
+            wan = cfg.wan(name)
+            for net in rng.prefixes:
+                d.rules.add(Rule(AF_INET, band + LAN_FROM_OFFSET + index[name], wan.table, src=str(net)))
+            if not d.range_up[name]:
+                refused.append((lan.device, f"{rng.first}-{rng.last}"))
+    return tuple(refused)
 
 
 def desired(cfg: WandConfig, links: dict[str, Link], health: dict[str, bool], lan_prefixes=()) -> Desired:
@@ -251,7 +294,7 @@ def desired(cfg: WandConfig, links: dict[str, Link], health: dict[str, bool], la
                                 key=lambda h: h[1]))
             r = Route(family, cfg.default_table, "default", nexthops=hops)
             d.routes[r.key] = r
-    d.nft = nft_ruleset(cfg)
+    d.nft = nft_ruleset(cfg, lan_ranges(cfg, links, health, d))
     # One subflow per WAN: a connection pairs addresses of its own family only, so the WAN
     # count is all one connection can use (and what cpe_base sets at boot: they agree).
     n = min(MPTCP_LIMIT, max(1, len(cfg.wans)))
