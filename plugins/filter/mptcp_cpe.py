@@ -19,10 +19,12 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, landhcp, mcp, openwrt, uci
+    from mptcp_cpe.host import config as host_config
     from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
     from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, landhcp, mcp, openwrt, uci
+    from mptcp_cpe.host import config as host_config
     from mptcp_cpe.wand import config as wand_config
 
 # The kernel's in-kernel path manager refuses limits above this (MPTCP_PM_ADDR_MAX).
@@ -210,6 +212,15 @@ def mcp_config(role_settings, host):
         raise _role_error(exc, "mcp_converter_", mcp.TOP_KEYS) from None
 
 
+def host_config_for(role_settings, host):
+    """The LAN host's config (``mptcp-cpe host --config``) from the role mptcp_host's settings
+    (by the config's own keys), loaded by the daemon's own loader."""
+    try:
+        return host_config.from_dict({**role_settings, "host": host}, host).as_dict()
+    except checks.InventoryError as exc:
+        raise _role_error(exc, "mptcp_host_", host_config.TOP_KEYS) from None
+
+
 # The firewall's inputs that are the inventory's shared data: errors name the inventory's
 # variable (cpe_port_forwards[0] (web).to), the one an operator edits.
 FIREWALL_SHARED = {"wans": "cpe_wans", "lans": "cpe_lans", "management_prefixes": "cpe_management_prefixes",
@@ -375,7 +386,7 @@ def firmware_device(hostvars):
 # The filters that check inventory data, which mptcp_cpe_problems runs.
 CHECKS = frozenset({"mptcp_cpe_wans", "mptcp_cpe_lan_dhcp_config", "mptcp_cpe_option_code", "mptcp_cpe_kea_config", "mptcp_cpe_wand_config",
                     "mptcp_cpe_converter_config", "mptcp_cpe_lan_prefixes", "mptcp_cpe_mcp_config",
-                    "mptcp_cpe_converter_sysctls", "mptcp_cpe_firewall_config", "mptcp_cpe_firmware_settings",
+                    "mptcp_cpe_converter_sysctls", "mptcp_cpe_firewall_config", "mptcp_cpe_host_config", "mptcp_cpe_firmware_settings",
                     "mptcp_cpe_openwrt_image_settings"})
 
 
@@ -401,6 +412,7 @@ class FilterModule:
             "mptcp_cpe_converter_config": converter_config,
             "mptcp_cpe_lan_prefixes": lan_prefixes,
             "mptcp_cpe_mcp_config": mcp_config,
+            "mptcp_cpe_host_config": host_config_for,
             "mptcp_cpe_converter_sysctls": converter_sysctls,
             "mptcp_cpe_firewall_config": firewall_config,
             "mptcp_cpe_firewall_management_path": firewall_management_path,

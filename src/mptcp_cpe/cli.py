@@ -10,6 +10,8 @@
     mptcp-cpe firewall --config FILE [--check|--print|--remove]
                                                     the CPE's firewall: apply it (atomically), check,
                                                     print or remove it
+    mptcp-cpe host [--config FILE] [--check]         a LAN host: the gateway's extra paths (mp-avail/mp-range)
+    mptcp-cpe host status [--json]                  its paths: macvlans, MACs, leases, endpoints
     mptcp-cpe --build-id                            which code is installed (a digest of its files)
 """
 
@@ -27,6 +29,7 @@ import sys
 COMMANDS = {
     "dhcp-hook": "dhcp_hook", "dhcp-prune": "dhcp_hook", "wand": "wand.command", "status": "status",
     "converter": "converter", "mcp": "mcp", "firewall": "firewall", "kernel": "kernelcaps",
+    "host": "host.command",
 }
 
 

@@ -65,6 +65,7 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_converter_config": f.converter_config,
         "mptcp_cpe_lan_prefixes": f.lan_prefixes,
         "mptcp_cpe_mcp_config": f.mcp_config,
+        "mptcp_cpe_host_config": f.host_config_for,
         "mptcp_cpe_converter_sysctls": f.converter_sysctls,
         "mptcp_cpe_firewall_config": f.firewall_config,
         "mptcp_cpe_firewall_management_path": f.firewall_management_path,
@@ -1024,3 +1025,25 @@ def test_a_config_in_an_image_names_no_device():
     cfg = {"host": "cpe01", "wans": [], "policy": "aggregate"}
     assert f.config_file(cfg) is cfg and f.config_file(cfg, False) is cfg
     assert f.config_file(cfg, True) == {"wans": [], "policy": "aggregate"}
+
+
+# ---------------------------------------------------------------------------
+# host_config (role mptcp_host)
+# ---------------------------------------------------------------------------
+
+HOST_DEFAULTS = {**role_settings("mptcp_host", "mptcp_host_"), "interface": "eth0"}
+
+
+def test_host_role_defaults_are_the_daemons():
+    from mptcp_cpe.host import config as host_config
+
+    assert f.host_config_for(HOST_DEFAULTS, "laptop-7") == host_config.from_dict(
+        {"host": "laptop-7", "interface": "eth0"}).as_dict()
+
+
+def test_host_config_errors_name_the_role_variables():
+    lines = f.problems("mptcp_cpe_host_config", {**HOST_DEFAULTS, "interface": "", "table_base": 250}, "laptop-7")
+    assert lines == [
+        "laptop-7: mptcp_host_interface: not an interface name (1-15 octets, no '/', ':' or blanks) (got '')",
+        "laptop-7: mptcp_host_table_base: tables mptcp_host_table_base+1..+8 would take the kernel's table 253 (got 250)",
+    ]
