@@ -40,7 +40,9 @@ def main() -> int:
     primary = [{"address": i["local"], "device": link["ifname"]}
                for link in ipj("addr", "show") for i in link.get("addr_info", [])
                if i.get("family") == "inet" and ipaddress.ip_address(i["local"]) in pool]
-    endpoints = [{"address": e["address"], "device": e.get("dev"), "flags": e.get("flags", []), "id": e["id"]}
+    # ip -j names each flag as a key of its own ("subflow": true).
+    endpoints = [{"address": e["address"], "device": e.get("dev"), "id": e["id"],
+                  "flags": [f for f in ("signal", "subflow", "backup", "fullmesh") if e.get(f)]}
                  for e in ipj("mptcp", "endpoint", "show")]
     by_range = {}
     for k, net in enumerate(ranges, start=1):

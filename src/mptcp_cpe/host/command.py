@@ -54,6 +54,25 @@ def event_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# What the daemon tells its udhcpc clients' script (udhcpc passes its environment on): the
+# running config and which path the client serves. A fixed program, not a script written at
+# run time: /run is mounted noexec on most systems.
+CONFIG_ENV, PATH_ENV = "MPTCP_CPE_HOST_CONFIG", "MPTCP_CPE_HOST_PATH"
+SCRIPT = "mptcp-cpe-udhcpc-script"  # [project.scripts] in pyproject.toml
+
+
+def udhcpc_script() -> int:
+    """``mptcp-cpe-udhcpc-script EVENT``: udhcpc's ``-s`` for the daemon's clients."""
+    event = sys.argv[1] if len(sys.argv) > 1 else ""
+    try:
+        args = argparse.Namespace(config=os.environ[CONFIG_ENV], path=int(os.environ[PATH_ENV]), event=event)
+    except (KeyError, ValueError) as exc:
+        print(f"mptcp-cpe-udhcpc-script: run by mptcp-cpe host's udhcpc only ({CONFIG_ENV} and {PATH_ENV} "
+              f"missing or bad: {exc})", file=sys.stderr)
+        return 0  # udhcpc must not stop because of it
+    return event_main(args)
+
+
 def status_main(args: argparse.Namespace) -> int:
     cfg = load_or_say("host", host_config.load, args.config)
     if cfg is None:

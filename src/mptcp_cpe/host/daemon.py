@@ -22,6 +22,7 @@ udhcpc runs.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -29,11 +30,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..inventory import InventoryError
 from ..sdnotify import sd_notify
 from ..state import read_json, write_json_atomic
 from . import config as host_config
+from .command import CONFIG_ENV, PATH_ENV, SCRIPT
 from .config import HostConfig
 from .kernel import PARENT_SYSCTLS, HostKernel
 from .lease import path_file, primary_file
@@ -85,20 +88,17 @@ class HostDaemon:
     def status_file(self):
         return self.cfg.state_dir / "status.json"
 
-    def script(self, k: int):
-        """udhcpc's ``-s``: this Python, this package, the running config, which client."""
-        path = self.cfg.state_dir / f"udhcpc-{k}.script"
-        text = (f"#!/bin/sh\n# mptcp-cpe host: the lease events of path {k} (0: the primary)\n"
-                f"exec {sys.executable} -m mptcp_cpe.cli host event --config {self.running_file} --path {k} \"$1\"\n")
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-            path.chmod(0o755)
-        return path
+    @staticmethod
+    def script() -> str:
+        """udhcpc's ``-s``: the package's own program beside this Python (the config and the
+        path it serves come in the client's environment, `command.udhcpc_script`)."""
+        beside = Path(sys.executable).parent / SCRIPT
+        return str(beside) if beside.exists() else (shutil.which(SCRIPT) or str(beside))
 
     # --- clients ---
 
     def client_argv(self, c: Client) -> list[str]:
-        argv = [*self.cfg.dhcp_client, "-f", "-R", "-i", c.device, "-s", str(self.script(c.k)), *UDHCPC_RETRIES]
+        argv = [*self.cfg.dhcp_client, "-f", "-R", "-i", c.device, "-s", self.script(), *UDHCPC_RETRIES]
         if c.k == 0:
             argv += ["-O", str(self.cfg.mp_avail_code)]
             last = read_json(primary_file(self.cfg), {}).get("last_address")
@@ -113,7 +113,8 @@ class HostDaemon:
     def start_client(self, c: Client) -> None:
         argv = self.client_argv(c)
         try:
-            c.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+            env = dict(os.environ, **{CONFIG_ENV: str(self.running_file), PATH_ENV: str(c.k)})
+            c.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
             c.started = time.monotonic()
             log.info("%s: udhcpc started (pid %d)%s", c.device, c.proc.pid,
                      f", asking for range {c.k}" if c.k else f", asking for mp-avail (option {self.cfg.mp_avail_code})")
