@@ -1,0 +1,397 @@
+"""bench/single_homed's measurements: a single-homed MPTCP host's native flow against the
+converter and single-path TCP (what and how: bench/README.md). Run by bench/single_homed, as
+root, from the repository root.
+
+The host side (macvlan per extra WAN, source rules, `ip mptcp endpoint`) is set here by hand:
+it is what the `mptcp-cpe host` daemon is to set.
+
+CPU of the CPE: forwarding is softirq work, and on a veth it runs in the sender's context (the
+peer's receive path is called from the sender's transmit), on whatever core: per-process
+times miss it and whole-core times mix it with everything else on this shared machine (an
+idle baseline did not hold: the other work on a core yields to the bench's). So every veth
+here gets a NAPI instance (GRO on, TSO off: wire-sized frames, as on a NIC) polled by a kernel thread of its own
+(`threaded` NAPI): whatever arrives on an interface is processed, up to its socket or out of
+the next interface, in that interface's thread, and the CPE's three threads hold all of the
+CPE's receive work. The CPE's CPU is the CPU time (utime+stime, /proc/<pid>/stat) of those
+threads plus the converter's processes (supervisor and workers: their system calls, the
+sending side), over the measured window: the same count for the native flow (forwarding,
+nft, NAT) and the converted one. Left out for both: timers (TCP's retransmit and delayed-ACK
+timers of the converter's sockets), which run in softirq wherever they fire; the machine's
+softirq time in /proc/stat over the window is printed beside, as an upper bound of that.
+"""
+import json, os, re, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "netns"))  # netlab, shared with the tests
+import netlab  # noqa: E402
+from netlab import LabError, Procs, cpu_seconds, listening, namespaces, netstat, received, run_bench, tree, veth, watchdog  # noqa: E402
+
+NS_LAN, NS_CPE, NS_ISP, NS_SRV = "b-sh-lan", "b-sh-cpe", "b-sh-isp", "b-sh-srv"
+NAMESPACES = (NS_LAN, NS_CPE, NS_ISP, NS_SRV)
+SERVER, MCP = "198.18.1.1", "198.18.2.1"
+HOST_PRIMARY, HOST_RANGE1, RANGE1 = "198.18.0.10", "198.18.0.130", "198.18.0.128/25"
+WAN_ADDR = {"wan1": "198.51.100.2", "wan2": "203.0.113.2"}
+# Server ports: native MPTCP (iperf3 under mptcpize), converted (intercepted), plain TCP (bypassed).
+PORT_NATIVE, PORT_CONV, PORT_TCP = 5401, 5402, 5403
+
+SHAPES = [tuple(float(x) for x in s.split("+")) for s in os.environ.get("BENCH_SHAPES", "40+40,60+20").split(",")]
+AGG_SECONDS = int(os.environ.get("BENCH_AGG_SECONDS", "6"))       # each shaped flow (after AGG_OMIT_S)
+AGG_OMIT_S = int(os.environ.get("BENCH_AGG_OMIT_S", "2"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))               # each unshaped flow (after OMIT_S)
+OMIT_S = int(os.environ.get("BENCH_OMIT_S", "1"))
+TBF_BURST = os.environ.get("BENCH_TBF_BURST", "32kb")             # as bench/converter shapes
+TBF_LATENCY = os.environ.get("BENCH_TBF_LATENCY", "50ms")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))               # converter and MCP workers
+# net.ipv4.tcp_fastopen in the CPE: 0, as bulk flows need no TFO and an MPTCP connection opened
+# with data in its SYN often stalls at about 1 Mbit/s on unshaped downloads (bench/README.md).
+CPE_TFO = os.environ.get("BENCH_CPE_TFO", "0")
+TIMEOUT_S = float(os.environ.get("BENCH_TIMEOUT_S", "600"))       # watchdog for the whole bench
+MPTCP_CPE = str(Path(".venv/bin/mptcp-cpe").resolve())
+IPERF_MPTCP = ["mptcpize", "run", "iperf3"]                      # iperf3 3.12 has no --multipath
+
+HZ = os.sysconf("SC_CLK_TCK")
+VETHS = {NS_LAN: ("lan0",), NS_CPE: ("lan0", "wan1", "wan2"), NS_ISP: ("wan1", "wan2", "srv0"), NS_SRV: ("srv0",)}
+sh = netlab.sh
+
+
+def note(msg):
+    print(f"bench/single_homed: {msg}", file=sys.stderr, flush=True)
+
+
+def ip(ns, line):
+    sh("ip", "-n", ns, *line.split(), timeout=30)
+
+
+def topology():
+    """Links, addresses, routes, rules, MPTCP endpoints and limits, NAT, sysctls, RPS."""
+    for dev, (a, b) in {"lan0": (NS_LAN, NS_CPE), "wan1": (NS_CPE, NS_ISP), "wan2": (NS_CPE, NS_ISP), "srv0": (NS_ISP, NS_SRV)}.items():
+        veth(a, dev, b, dev)
+    script = {
+        # The single-homed host: the primary address, and range 1's on a macvlan with its own
+        # table and source rule, an MPTCP subflow endpoint (what `mptcp-cpe host` sets). It
+        # accepts no announced address: the server's one address is all it needs.
+        NS_LAN: [f"addr add {HOST_PRIMARY}/24 dev lan0", "route add default via 198.18.0.1",
+                 "link add mv1 link lan0 type macvlan mode bridge", "link set mv1 up",
+                 f"addr add {HOST_RANGE1}/24 dev mv1", "route add default via 198.18.0.1 dev mv1 table 201",
+                 f"route add 198.18.0.0/24 dev mv1 src {HOST_RANGE1} table 201", f"rule add from {HOST_RANGE1} table 201 prio 100",
+                 "mptcp limits set subflows 2 add_addr_accepted 0", f"mptcp endpoint add {HOST_RANGE1} dev mv1 subflow"],
+        # The CPE: a table per WAN; its own WAN addresses by source (the converter's subflows),
+        # the LAN's range 1 by source after the main table without its default route.
+        NS_CPE: ["addr add 198.18.0.1/24 dev lan0", f"addr add {WAN_ADDR['wan1']}/24 dev wan1",
+                 f"addr add {WAN_ADDR['wan2']}/24 dev wan2", "route add default via 198.51.100.1",
+                 "route add default via 198.51.100.1 dev wan1 table 101", f"rule add from {WAN_ADDR['wan1']} table 101 prio 100",
+                 "route add default via 203.0.113.1 dev wan2 table 102", f"rule add from {WAN_ADDR['wan2']} table 102 prio 101",
+                 "rule add lookup main suppress_prefixlength 0 prio 200", f"rule add from {RANGE1} lookup 102 prio 201",
+                 "mptcp limits set subflows 2 add_addr_accepted 2", f"mptcp endpoint add {WAN_ADDR['wan2']} dev wan2 subflow"],
+        NS_ISP: ["addr add 198.51.100.1/24 dev wan1", "addr add 203.0.113.1/24 dev wan2", "addr add 198.18.1.254/24 dev srv0",
+                 f"addr add {MCP}/32 dev lo", "mptcp limits set subflows 2 add_addr_accepted 0"],
+        # The server: no endpoint, so it announces nothing; joins to its one address accepted.
+        NS_SRV: [f"addr add {SERVER}/24 dev srv0", "route add default via 198.18.1.254",
+                 "mptcp limits set subflows 2 add_addr_accepted 0"],
+    }
+    for ns, lines in script.items():
+        for line in lines:
+            ip(ns, line)
+    sh("nft", 'add table ip b_sh_nat; add chain ip b_sh_nat post { type nat hook postrouting priority srcnat; }; '
+              'add rule ip b_sh_nat post oifname "wan1" masquerade; add rule ip b_sh_nat post oifname "wan2" masquerade',
+       ns=NS_CPE, timeout=30)
+    sysctls = {
+        # arp_ignore/arp_announce: each of the host's addresses answers and asks on its own interface.
+        NS_LAN: ["net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.all.rp_filter=2",
+                 "net.ipv4.conf.default.rp_filter=2", "net.mptcp.enabled=1"],
+        NS_CPE: ["net.ipv4.ip_forward=1", "net.mptcp.enabled=1", f"net.ipv4.tcp_fastopen={CPE_TFO}",
+                 "net.ipv4.conf.all.rp_filter=2", "net.ipv4.conf.default.rp_filter=2"],
+        NS_ISP: ["net.ipv4.ip_forward=1", "net.mptcp.enabled=1", "net.ipv4.tcp_fastopen=3"],
+        NS_SRV: ["net.mptcp.enabled=1"],
+    }
+    for ns, items in sysctls.items():
+        sh("sysctl", "-qw", *items, ns=ns, timeout=30)
+
+
+def napi_threads():
+    """{pid: name} of the kernel's NAPI poller threads (napi/<device>-<napi id>)."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                comm = (d / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith("napi/"):
+                out[int(d.name)] = comm
+    return out
+
+
+def threaded_napi():
+    """GRO on every veth (which gives a veth its NAPI) and each NAPI polled by a kernel thread;
+    the CPE's first, so that the threads that appear then are the CPE's ({pid: name}).
+    TSO off: a veth hands a TSO-capable sender's TCP to the peer's NAPI only from a UDP socket
+    (veth_skb_is_eligible_for_gro), the rest goes by netif_rx in the sender's context. So
+    frames cross the veths at most 1514 octets, segmented by the sender's GSO, and GRO merges
+    them on the way in, as on a NIC."""
+    cpe = {}
+    for ns, devs in VETHS.items():
+        before = napi_threads()
+        for dev in devs:
+            sh("ethtool", "-K", dev, "gro", "on", "tso", "off", ns=ns, timeout=30)
+            sh("sh", "-c", f"echo 1 > /sys/class/net/{dev}/threaded", ns=ns, timeout=30)
+        if ns == NS_CPE:
+            cpe = {p: c for p, c in napi_threads().items() if p not in before and c[5:].rsplit("-", 1)[0] in devs}
+    if {c[5:].rsplit("-", 1)[0] for c in cpe.values()} != set(VETHS[NS_CPE]):
+        raise LabError(f"threaded NAPI: expected a thread for each of the CPE's {VETHS[NS_CPE]}, found {cpe}")
+    return cpe
+
+
+def shape(rates):
+    """tbf on both egresses of each WAN veth (the CPE's and the ISP's); None: unshaped."""
+    for ns in (NS_CPE, NS_ISP):
+        for dev, rate in zip(("wan1", "wan2"), rates or (None, None)):
+            if rate is None:
+                sh("tc", "-n", ns, "qdisc", "del", "dev", dev, "root", check=False, timeout=30)
+            else:
+                sh("tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", f"{rate:g}mbit",
+                   "burst", TBF_BURST, "latency", TBF_LATENCY, timeout=30)
+
+
+def softirq_s():
+    """The machine's softirq time so far, all cores (/proc/stat), in seconds."""
+    return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[7]) / HZ
+
+
+def peer(addr):
+    """ss's [::ffff:a.b.c.d]:port (a listener on ::) as a.b.c.d."""
+    return addr.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:")
+
+
+def subflows(ns, match):
+    """{peer address: octets} of the established TCP sockets (MPTCP subflows too) that match:
+    what each received (bytes_received) plus what each sent and had acknowledged (bytes_acked)."""
+    out = sh("ss", "-Htni", "state", "established", match, ns=ns, timeout=30).stdout
+    per = {}
+    # ss prints a socket's addresses on one line and its info on the next.
+    lines = out.splitlines()
+    for head, info in zip(lines[::2], lines[1::2]):
+        who = peer(head.split()[-1])
+        n = sum(int(x) for x in re.findall(r"bytes_(?:received|acked):(\d+)", info))
+        per[who] = per.get(who, 0) + n
+    return per
+
+
+def nft_counter(ns, table, name):
+    out = sh("nft", "list", "counter", "inet", table, name, ns=ns, check=False, timeout=30).stdout
+    m = re.search(r"packets (\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def delta(after, before, key):
+    return after.get(key, 0) - before.get(key, 0)
+
+
+class Bench:
+    def __init__(self, tmp, procs, cpe_napi):
+        self.tmp, self.procs, self.pids, self.problems = tmp, procs, {}, []
+        self.cpe_napi = sorted(cpe_napi)
+        self.napi_names = [cpe_napi[p] for p in self.cpe_napi]
+
+    def start_all(self):
+        self.procs.start("iperf3-native", *IPERF_MPTCP, "-s", "-p", str(PORT_NATIVE), ns=NS_SRV)
+        for port in (PORT_CONV, PORT_TCP):
+            self.procs.start(f"iperf3-{port}", "iperf3", "-s", "-p", str(port), ns=NS_SRV)
+        (self.tmp / "mcp.json").write_text(json.dumps({
+            "host": "isp", "clients": ["198.51.100.0/24", "203.0.113.0/24"], "workers": WORKERS, "drain_timeout_s": 2}))
+        self.pids["mcp"] = self.procs.start("mcp", MPTCP_CPE, "mcp", "--config", str(self.tmp / "mcp.json"), ns=NS_ISP).pid
+        # The converter sees every LAN TCP connection; native MPTCP passes it by its own rule
+        # (counted), plain TCP on PORT_TCP by the bypass.
+        (self.tmp / "converter.json").write_text(json.dumps({
+            "host": "cpe", "lan_interfaces": ["lan0"], "mcps": [[MCP]], "mcp_file": str(self.tmp / "mcp-state.json"),
+            "workers": WORKERS, "drain_timeout_s": 2, "bypass": {"ports": [PORT_TCP]}}))
+        self.pids["converter"] = self.procs.start("converter", MPTCP_CPE, "converter", "--config", str(self.tmp / "converter.json"),
+                                                  ns=NS_CPE).pid
+
+        def wait_until(what, ready):
+            self.procs.wait_for(what, ready, timeout=15, every=0.05)
+
+        wait_until("iperf3 servers", lambda: all(listening(NS_SRV, p) for p in (PORT_NATIVE, PORT_CONV, PORT_TCP)))
+        wait_until("the MCP", lambda: listening(NS_ISP, 5124) and len(tree(self.pids["mcp"])) > WORKERS)
+        wait_until("the converter", lambda: nft_counter(NS_CPE, "mptcp_cpe_converter", "native_mptcp") is not None
+                   and len(tree(self.pids["converter"])) > WORKERS)
+
+    def flow(self, kind, reverse, seconds, omit, cpu=False):
+        """One iperf3 flow (-R: the server sends): kind native (MPTCP from the host), converter
+        (plain TCP, converted at the CPE), wan1 or wan2 (plain TCP from the address routed out of
+        that WAN alone). Goodput is what the receiving sockets took in order (tcpi_bytes_received,
+        the subflows' sum for MPTCP) over `seconds` from `omit` in, ending a second before the
+        flow; with cpu, also the CPE's CPU over the same window (its NAPI threads, the converter)."""
+        port = {"native": PORT_NATIVE, "converter": PORT_CONV}.get(kind, PORT_TCP)
+        cmd = (IPERF_MPTCP if kind == "native" else ["iperf3"]) + ["-c", SERVER, "-p", str(port), "-t", str(omit + seconds + 1), "-J"]
+        if kind in ("wan1", "wan2"):
+            cmd += ["-B", HOST_PRIMARY if kind == "wan1" else HOST_RANGE1]
+        cmd += ["-R"] if reverse else []
+        receiver = (NS_LAN, f"dport = :{port}") if reverse else (NS_SRV, f"sport = :{port}")
+        before = {ns: netstat(ns) for ns in (NS_SRV, NS_ISP, NS_LAN)}
+        native0 = nft_counter(NS_CPE, "mptcp_cpe_converter", "native_mptcp") or 0
+        t_start = time.monotonic()
+        p = subprocess.Popen(["ip", "netns", "exec", NS_LAN, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        res = {"kind": kind, "reverse": reverse}
+        try:
+            time.sleep(max(0.0, t_start + omit - time.monotonic()))
+            b0, t0 = received(*receiver)
+            conv_pids = tree(self.pids["converter"])
+            napi0, conv0, sq0 = cpu_seconds(self.cpe_napi), cpu_seconds(conv_pids), softirq_s()
+            sf0 = subflows(NS_SRV, f"sport = :{port}")
+            time.sleep(max(0.0, t0 + seconds - time.monotonic()))
+            b1, t1 = received(*receiver)
+            napi1, conv1, sq1 = cpu_seconds(self.cpe_napi), cpu_seconds(conv_pids), softirq_s()
+            sf1 = subflows(NS_SRV, f"sport = :{port}")
+            out, err = p.communicate(timeout=seconds + omit + 40)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        wall = t1 - t0
+        res.update(octets=b1 - b0, wall=wall, mbit=(b1 - b0) * 8 / wall / 1e6,
+                   subflows={a: sf1[a] - sf0.get(a, 0) for a in sf1},
+                   napi_s=napi1 - napi0, conv_cpu_s=conv1 - conv0, cpe_cpu_s=napi1 - napi0 + conv1 - conv0, softirq_s=sq1 - sq0)
+        after = {ns: netstat(ns) for ns in (NS_SRV, NS_ISP, NS_LAN)}
+        res["mp_capable_srv"] = delta(after[NS_SRV], before[NS_SRV], "MPTcpExt.MPCapableSYNRX")
+        res["mp_join_srv"] = delta(after[NS_SRV], before[NS_SRV], "MPTcpExt.MPJoinAckRx")
+        res["mp_capable_mcp"] = delta(after[NS_ISP], before[NS_ISP], "MPTcpExt.MPCapableSYNRX")
+        res["mp_join_mcp"] = delta(after[NS_ISP], before[NS_ISP], "MPTcpExt.MPJoinAckRx")
+        res["native_passed"] = (nft_counter(NS_CPE, "mptcp_cpe_converter", "native_mptcp") or 0) - native0
+        try:
+            j = json.loads(out)
+            if "error" in j:
+                raise ValueError(j["error"])
+            res["retrans"] = j["end"]["sum_sent"].get("retransmits")
+        except (ValueError, KeyError, TypeError) as exc:
+            self.problems.append(f"iperf3 {kind}{' -R' if reverse else ''} failed: {exc} {(err or '')[-300:]}")
+            res["mbit"] = None
+        self.check_path(res)
+        return res
+
+    def check_path(self, r):
+        """The flow took the path it is named after."""
+        what = f"{r['kind']} {'down' if r['reverse'] else 'up'}"
+        if r["kind"] == "native":
+            big = [a for a, n in r["subflows"].items() if n >= 0.05 * max(r["octets"], 1)]
+            r["two_subflows"] = sorted(big) == sorted(WAN_ADDR.values())
+            if r["mp_capable_srv"] < 1 or r["mp_join_srv"] < 1 or not r["two_subflows"]:
+                self.problems.append(f"{what}: not one MPTCP flow over both WANs (MP_CAPABLE at the server "
+                                     f"{r['mp_capable_srv']}, joins {r['mp_join_srv']}, octets by WAN address {r['subflows']})")
+            if r["mp_capable_mcp"]:
+                self.problems.append(f"{what}: {r['mp_capable_mcp']} connections reached the MCP: converted, not native")
+        elif r["kind"] == "converter":
+            if r["mp_capable_mcp"] < 1 or r["mp_capable_srv"]:
+                self.problems.append(f"{what}: {r['mp_capable_mcp']} MPTCP connections reached the MCP, "
+                                     f"{r['mp_capable_srv']} the server: not converted")
+        else:
+            peers = [a for a, n in r["subflows"].items() if n > 0]
+            if peers != [WAN_ADDR[r["kind"]]] or r["mp_capable_srv"] or r["mp_capable_mcp"]:
+                self.problems.append(f"{what}: plain TCP did not leave by {r['kind']} alone (octets by peer {r['subflows']}, "
+                                     f"MPTCP at the server {r['mp_capable_srv']}, at the MCP {r['mp_capable_mcp']})")
+
+    def shaped(self):
+        out = []
+        for rates in SHAPES:
+            note(f"WANs shaped {rates[0]:g}+{rates[1]:g} Mbit/s")
+            shape(rates)
+            rows = {(k, rev): self.flow(k, rev, AGG_SECONDS, AGG_OMIT_S)
+                    for rev in (False, True) for k in ("native", "converter", "wan1", "wan2")}
+            out.append((rates, rows))
+        shape(None)
+        return out
+
+    def unshaped(self):
+        note("unshaped: the CPE's CPU per gigabyte, native and converted")
+        out = {(k, rev): self.flow(k, rev, SECONDS, OMIT_S, cpu=True) for rev in (False, True) for k in ("native", "converter")}
+        for rev in (False, True):
+            n, c = out[("native", rev)]["mbit"], out[("converter", rev)]["mbit"]
+            if n and c is not None and c < 0.05 * n:
+                self.problems.append(f"unshaped converter {'down' if rev else 'up'}: {c:.1f} Mbit/s, under 5% of native: "
+                                     f"the flow stalled, its CPU per GB means nothing")
+        return out
+
+
+def main():
+    t_begin = time.monotonic()
+    load0 = Path("/proc/loadavg").read_text().split()[:3]
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-single-homed-") as d, namespaces(*NAMESPACES, kill=True), \
+                Procs(Path(d), new_session=False) as procs, watchdog(TIMEOUT_S):
+            topology()
+            b = Bench(Path(d), procs, threaded_napi())
+            b.start_all()
+            sh_rows = b.shaped()
+            cpu_rows = b.unshaped()
+    except (RuntimeError, LabError) as exc:
+        sys.exit(f"bench/single_homed: {exc}")
+    report(b, sh_rows, cpu_rows, load0, time.monotonic() - t_begin)
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def report(b, sh_rows, cpu_rows, load0, runtime):
+    print(f"bench/single_homed: {os.cpu_count()} cores, load average at start {' '.join(load0)}; "
+          f"converter and MCP {WORKERS} workers each, CPE net.ipv4.tcp_fastopen={CPE_TFO}; "
+          f"host {HOST_PRIMARY} + {HOST_RANGE1} (range 1 {RANGE1} -> WAN2)")
+    print(f"\nshaped: WAN1 and WAN2 tbf-shaped on both ends (burst {TBF_BURST}, latency {TBF_LATENCY}), one iperf3 flow each, "
+          f"goodput in Mbit/s = in-order octets taken by the receiving sockets (an MPTCP flow's subflows summed) over "
+          f"{AGG_SECONDS} s from {AGG_OMIT_S} s in. native = MPTCP from the host over both WANs, the CPE forwarding; converter = "
+          f"the host's plain TCP through the converter pair; wan1/wan2 = plain TCP from the address routed out of that WAN alone. "
+          f"native / sum TCP = native / (wan1 + wan2) of the same direction; per subflow: Mbit/s by the server's peer address")
+    print(f"{'Mbit/s':<8}{'dir':<6}{'native':>8}{'converter':>11}{'wan1 TCP':>10}{'wan2 TCP':>10}{'nat/sumTCP':>12}{'conv/sumTCP':>13}"
+          f"{'nat/rates':>11}   native subflows (WAN1 / WAN2 Mbit/s, joins)")
+    ratios = []
+    for rates, rows in sh_rows:
+        for rev in (False, True):
+            n, c, w1, w2 = (rows[(k, rev)] for k in ("native", "converter", "wan1", "wan2"))
+            tcp = (w1["mbit"] or 0) + (w2["mbit"] or 0)
+            r = n["mbit"] / tcp if n["mbit"] and tcp else float("nan")
+            ratios.append(r)
+            rc = c["mbit"] / tcp if c["mbit"] and tcp else float("nan")
+            per = " / ".join(f"{n['subflows'].get(a, 0) * 8 / n['wall'] / 1e6:.1f}" for a in WAN_ADDR.values())
+            label = f"{rates[0]:g}+{rates[1]:g}"
+            print(f"{label:<8}{'down' if rev else 'up':<6}{fmt(n['mbit'], '.1f'):>8}{fmt(c['mbit'], '.1f'):>11}"
+                  f"{fmt(w1['mbit'], '.1f'):>10}{fmt(w2['mbit'], '.1f'):>10}{r:>12.3f}{rc:>13.3f}"
+                  f"{(n['mbit'] or float('nan')) / sum(rates):>11.3f}   {per}, {n['mp_join_srv']} join(s)"
+                  f"{'' if n.get('two_subflows') else ' NOT TWO SUBFLOWS'}")
+    passed = sum(r["native_passed"] for _, rows in sh_rows for (k, _), r in rows.items() if k == "native")
+    print(f"the converter's native_mptcp counter (MPTCP SYNs it let pass unconverted) rose by {passed} over the native flows; "
+          f"tbf counts frames: per 1514-octet frame TCP carries 1448 payload octets, MPTCP 1424 (DSS), so native can reach "
+          f"0.983 of the TCP sum at most")
+    native_min = min(ratios) if ratios else float("nan")
+
+    print(f"\nunshaped: the CPE's CPU per gigabyte (10^9 octets of goodput) over {SECONDS} s from {OMIT_S} s in = CPU time of "
+          f"the CPE's threaded-NAPI pollers (all it receives: forwarding, nft, NAT, the converter's sockets' receive side) + the "
+          f"converter's processes (their system calls: the sending side); the CPE's threads: {', '.join(b.napi_names)}. "
+          f"machine softirq = /proc/stat softirq over the window, all cores, whoever's: it overlaps the counted threads "
+          f"(softirqs they run themselves) and holds the other work on the machine; an upper bound of what the count leaves out")
+    print(f"{'path':<11}{'dir':<6}{'Mbit/s':>8}{'NAPI s':>8}{'conv s':>8}{'CPE s':>8}{'NAPI s/GB':>11}{'conv s/GB':>11}"
+          f"{'cpu s/GB':>10}{'machine softirq s':>19}")
+    per_gb = {}
+    for rev in (False, True):
+        for k in ("native", "converter"):
+            r = cpu_rows[(k, rev)]
+            gb = r["octets"] / 1e9
+            per_gb[(k, rev)] = r["cpe_cpu_s"] / gb if gb > 0 else float("nan")
+            print(f"{k:<11}{'down' if rev else 'up':<6}{fmt(r['mbit'], '.0f'):>8}{r['napi_s']:>8.2f}{r['conv_cpu_s']:>8.2f}"
+                  f"{r['cpe_cpu_s']:>8.2f}{r['napi_s'] / gb if gb > 0 else float('nan'):>11.3f}"
+                  f"{r['conv_cpu_s'] / gb if gb > 0 else float('nan'):>11.3f}{per_gb[(k, rev)]:>10.3f}{r['softirq_s']:>19.2f}")
+    cpu_ratio = {rev: per_gb[("native", rev)] / per_gb[("converter", rev)] for rev in (False, True)}
+    print(f"CPU per GB native / converter: up {cpu_ratio[False]:.3f} down {cpu_ratio[True]:.3f} (the key takes the higher)")
+    cpu_key = max(cpu_ratio.values())
+
+    if b.problems:
+        print("\nproblems:\n  " + "\n  ".join(b.problems))
+    met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    print(f"\ntargets: native_over_sum_tcp>=0.95 ({met(native_min >= 0.95)}), cpe_cpu_native_over_converter<=0.5 "
+          f"({met(cpu_key <= 0.5)}); runtime {runtime:.0f} s")
+    print(f"native_over_sum_tcp={native_min:.3f} cpe_cpu_native_over_converter={cpu_key:.3f}")
+    if b.problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_bench("bench/single_homed", main)
