@@ -7,19 +7,20 @@ it is what the `mptcp-cpe host` daemon is to set.
 
 CPU of the CPE: forwarding is softirq work, and on a veth it runs in the sender's context (the
 peer's receive path is called from the sender's transmit), on whatever core: per-process
-times miss it and whole-core times mix it with everything else on this shared machine (an
-idle baseline did not hold: the other work on a core yields to the bench's). So every veth
-here gets a NAPI instance (GRO on, TSO off: wire-sized frames, as on a NIC) polled by a kernel thread of its own
-(`threaded` NAPI): whatever arrives on an interface is processed, up to its socket or out of
-the next interface, in that interface's thread, and the CPE's three threads hold all of the
-CPE's receive work. The CPE's CPU is the CPU time (utime+stime, /proc/<pid>/stat) of those
-threads plus the converter's processes (supervisor and workers: their system calls, the
-sending side), over the measured window: the same count for the native flow (forwarding,
-nft, NAT) and the converted one. Left out for both: timers (TCP's retransmit and delayed-ACK
-timers of the converter's sockets), which run in softirq wherever they fire; the machine's
-softirq time in /proc/stat over the window is printed beside, as an upper bound of that.
+times miss it, and whole-core times mix it with the rest of this shared machine (an idle
+baseline did not hold: the other work on a core yields to the bench's). So the CPE's receive
+work runs in kernel threads of its own: each CPE veth has a NAPI instance (GRO on) polled by a
+thread (`threaded` NAPI), and its neighbours send to it with TSO off (a veth hands frames to
+its peer's NAPI only then), as 1514-octet frames that GRO merges, as from a NIC; the CPE sends
+with TSO, and RPS has its neighbours process that on the other cores. The threads and the
+converter are pinned to BENCH_CPE_CPU (1), everything else the bench starts to the other
+cores. The CPE's CPU is the CPU time (utime+stime, /proc/<pid>/stat) of those threads plus the
+converter's processes over the measured window: the same count for the native flow
+(forwarding, nft, NAT) and the converted one (its sockets' receive side and ACK-clocked sends
+in the threads, its system calls in the processes). Left out of both: timers that fire in
+softirq on another task (TCP's delayed ACKs and retransmits of the converter's sockets).
 """
-import json, os, re, statistics, subprocess, sys, tempfile, time
+import json, os, re, subprocess, sys, tempfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "netns"))  # netlab, shared with the tests
@@ -34,23 +35,26 @@ WAN_ADDR = {"wan1": "198.51.100.2", "wan2": "203.0.113.2"}
 # Server ports: native MPTCP (iperf3 under mptcpize), converted (intercepted), plain TCP (bypassed).
 PORT_NATIVE, PORT_CONV, PORT_TCP = 5401, 5402, 5403
 
-SHAPES = [tuple(float(x) for x in s.split("+")) for s in os.environ.get("BENCH_SHAPES", "40+40,60+20").split(",")]
+SHAPES = [tuple(float(x) for x in s.split("+")) for s in os.environ.get("BENCH_SHAPES", "40+40,60+20").split(",") if s]
 AGG_SECONDS = int(os.environ.get("BENCH_AGG_SECONDS", "6"))       # each shaped flow (after AGG_OMIT_S)
 AGG_OMIT_S = int(os.environ.get("BENCH_AGG_OMIT_S", "2"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))               # each unshaped flow (after OMIT_S)
 OMIT_S = int(os.environ.get("BENCH_OMIT_S", "1"))
+CPU_ROUNDS = int(os.environ.get("BENCH_CPU_ROUNDS", "2"))         # unshaped rounds, interleaved; CPU and octets summed
 TBF_BURST = os.environ.get("BENCH_TBF_BURST", "32kb")             # as bench/converter shapes
 TBF_LATENCY = os.environ.get("BENCH_TBF_LATENCY", "50ms")
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))               # converter and MCP workers
 # net.ipv4.tcp_fastopen in the CPE: 0, as bulk flows need no TFO and an MPTCP connection opened
 # with data in its SYN often stalls at about 1 Mbit/s on unshaped downloads (bench/README.md).
 CPE_TFO = os.environ.get("BENCH_CPE_TFO", "0")
+CPE_CPU = int(os.environ.get("BENCH_CPE_CPU", "1"))               # the core of the CPE's NAPI threads and converter
 TIMEOUT_S = float(os.environ.get("BENCH_TIMEOUT_S", "600"))       # watchdog for the whole bench
 MPTCP_CPE = str(Path(".venv/bin/mptcp-cpe").resolve())
 IPERF_MPTCP = ["mptcpize", "run", "iperf3"]                      # iperf3 3.12 has no --multipath
 
 HZ = os.sysconf("SC_CLK_TCK")
-VETHS = {NS_LAN: ("lan0",), NS_CPE: ("lan0", "wan1", "wan2"), NS_ISP: ("wan1", "wan2", "srv0"), NS_SRV: ("srv0",)}
+CPE_VETHS = ("lan0", "wan1", "wan2")
+OTHERS = []  # the cores for everything but the CPE's work: set by main
 sh = netlab.sh
 
 
@@ -123,22 +127,27 @@ def napi_threads():
 
 
 def threaded_napi():
-    """GRO on every veth (which gives a veth its NAPI) and each NAPI polled by a kernel thread;
-    the CPE's first, so that the threads that appear then are the CPE's ({pid: name}).
-    TSO off: a veth hands a TSO-capable sender's TCP to the peer's NAPI only from a UDP socket
-    (veth_skb_is_eligible_for_gro), the rest goes by netif_rx in the sender's context. So
-    frames cross the veths at most 1514 octets, segmented by the sender's GSO, and GRO merges
-    them on the way in, as on a NIC."""
-    cpe = {}
-    for ns, devs in VETHS.items():
-        before = napi_threads()
-        for dev in devs:
-            sh("ethtool", "-K", dev, "gro", "on", "tso", "off", ns=ns, timeout=30)
-            sh("sh", "-c", f"echo 1 > /sys/class/net/{dev}/threaded", ns=ns, timeout=30)
-        if ns == NS_CPE:
-            cpe = {p: c for p, c in napi_threads().items() if p not in before and c[5:].rsplit("-", 1)[0] in devs}
-    if {c[5:].rsplit("-", 1)[0] for c in cpe.values()} != set(VETHS[NS_CPE]):
-        raise LabError(f"threaded NAPI: expected a thread for each of the CPE's {VETHS[NS_CPE]}, found {cpe}")
+    """The CPE's receive work in kernel threads of its own, on core CPE_CPU; returns them
+    ({pid: name}). Each CPE veth gets a NAPI instance (GRO on) polled by a thread (`threaded`),
+    pinned to CPE_CPU. A veth hands a frame to its peer's NAPI only when the sending device
+    has no TSO (veth_skb_is_eligible_for_gro; otherwise netif_rx, in the sender's context):
+    so the CPE's neighbours (the host's lan0, the ISP's wan1 and wan2) send with TSO off, as
+    frames of at most 1514 octets that the CPE's GRO merges, as from a NIC. The CPE's own
+    devices keep TSO: what it sends goes out unsegmented by netif_rx, which RPS queues to the
+    other cores (so the neighbours' receive work never runs in the CPE's threads)."""
+    others = sum(1 << c for c in OTHERS)
+    for ns, dev in ((NS_LAN, "lan0"), (NS_ISP, "wan1"), (NS_ISP, "wan2")):
+        sh("ethtool", "-K", dev, "tso", "off", ns=ns, timeout=30)
+        sh("sh", "-c", f"echo {others:x} > /sys/class/net/{dev}/queues/rx-0/rps_cpus", ns=ns, timeout=30)
+    before = napi_threads()
+    for dev in CPE_VETHS:
+        sh("ethtool", "-K", dev, "gro", "on", ns=NS_CPE, timeout=30)
+        sh("sh", "-c", f"echo 1 > /sys/class/net/{dev}/threaded", ns=NS_CPE, timeout=30)
+    cpe = {p: c for p, c in napi_threads().items() if p not in before and c[5:].rsplit("-", 1)[0] in CPE_VETHS}
+    if {c[5:].rsplit("-", 1)[0] for c in cpe.values()} != set(CPE_VETHS):
+        raise LabError(f"threaded NAPI: expected a thread for each of the CPE's {CPE_VETHS}, found {cpe}")
+    for pid in cpe:
+        os.sched_setaffinity(pid, {CPE_CPU})
     return cpe
 
 
@@ -154,8 +163,20 @@ def shape(rates):
 
 
 def softirq_s():
-    """The machine's softirq time so far, all cores (/proc/stat), in seconds."""
-    return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[7]) / HZ
+    """Softirq time so far on the CPE's core (/proc/stat), in seconds."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{CPE_CPU} "):
+            return int(line.split()[7]) / HZ
+    raise LabError(f"no cpu{CPE_CPU} in /proc/stat")
+
+
+def ip_packets(ns):
+    """(IP packets as the stack saw them: one per GRO-merged skb, the segments in them) so far in ns."""
+    snmp = sh("cat", "/proc/net/snmp", ns=ns, timeout=30).stdout.splitlines()
+    head, vals = [line.split() for line in snmp if line.startswith("Ip:")][:2]
+    ext = netstat(ns)
+    segs = sum(ext.get(f"IpExt.{k}", 0) for k in ("InNoECTPkts", "InECT1Pkts", "InECT0Pkts", "InCEPkts"))
+    return int(vals[head.index("InReceives")]), segs
 
 
 def peer(addr):
@@ -205,8 +226,8 @@ class Bench:
         (self.tmp / "converter.json").write_text(json.dumps({
             "host": "cpe", "lan_interfaces": ["lan0"], "mcps": [[MCP]], "mcp_file": str(self.tmp / "mcp-state.json"),
             "workers": WORKERS, "drain_timeout_s": 2, "bypass": {"ports": [PORT_TCP]}}))
-        self.pids["converter"] = self.procs.start("converter", MPTCP_CPE, "converter", "--config", str(self.tmp / "converter.json"),
-                                                  ns=NS_CPE).pid
+        self.pids["converter"] = self.procs.start("converter", "taskset", "-c", str(CPE_CPU), MPTCP_CPE, "converter",
+                                                  "--config", str(self.tmp / "converter.json"), ns=NS_CPE).pid
 
         def wait_until(what, ready):
             self.procs.wait_for(what, ready, timeout=15, every=0.05)
@@ -237,11 +258,11 @@ class Bench:
             time.sleep(max(0.0, t_start + omit - time.monotonic()))
             b0, t0 = received(*receiver)
             conv_pids = tree(self.pids["converter"])
-            napi0, conv0, sq0 = cpu_seconds(self.cpe_napi), cpu_seconds(conv_pids), softirq_s()
+            napi0, conv0, sq0, ipp0 = cpu_seconds(self.cpe_napi), cpu_seconds(conv_pids), softirq_s(), ip_packets(NS_CPE)
             sf0 = subflows(NS_SRV, f"sport = :{port}")
             time.sleep(max(0.0, t0 + seconds - time.monotonic()))
             b1, t1 = received(*receiver)
-            napi1, conv1, sq1 = cpu_seconds(self.cpe_napi), cpu_seconds(conv_pids), softirq_s()
+            napi1, conv1, sq1, ipp1 = cpu_seconds(self.cpe_napi), cpu_seconds(conv_pids), softirq_s(), ip_packets(NS_CPE)
             sf1 = subflows(NS_SRV, f"sport = :{port}")
             out, err = p.communicate(timeout=seconds + omit + 40)
         finally:
@@ -251,7 +272,8 @@ class Bench:
         wall = t1 - t0
         res.update(octets=b1 - b0, wall=wall, mbit=(b1 - b0) * 8 / wall / 1e6,
                    subflows={a: sf1[a] - sf0.get(a, 0) for a in sf1},
-                   napi_s=napi1 - napi0, conv_cpu_s=conv1 - conv0, cpe_cpu_s=napi1 - napi0 + conv1 - conv0, softirq_s=sq1 - sq0)
+                   napi_s=napi1 - napi0, conv_cpu_s=conv1 - conv0, cpe_cpu_s=napi1 - napi0 + conv1 - conv0, softirq_s=sq1 - sq0,
+                   skbs=ipp1[0] - ipp0[0], segs=ipp1[1] - ipp0[1])
         after = {ns: netstat(ns) for ns in (NS_SRV, NS_ISP, NS_LAN)}
         res["mp_capable_srv"] = delta(after[NS_SRV], before[NS_SRV], "MPTcpExt.MPCapableSYNRX")
         res["mp_join_srv"] = delta(after[NS_SRV], before[NS_SRV], "MPTcpExt.MPJoinAckRx")
@@ -303,16 +325,37 @@ class Bench:
 
     def unshaped(self):
         note("unshaped: the CPE's CPU per gigabyte, native and converted")
-        out = {(k, rev): self.flow(k, rev, SECONDS, OMIT_S, cpu=True) for rev in (False, True) for k in ("native", "converter")}
-        for rev in (False, True):
-            n, c = out[("native", rev)]["mbit"], out[("converter", rev)]["mbit"]
-            if n and c is not None and c < 0.05 * n:
-                self.problems.append(f"unshaped converter {'down' if rev else 'up'}: {c:.1f} Mbit/s, under 5% of native: "
-                                     f"the flow stalled, its CPU per GB means nothing")
+        out = {}
+        for i in range(CPU_ROUNDS):
+            note(f"unshaped, round {i + 1} of {CPU_ROUNDS}")
+            for rev in (False, True):
+                for k in ("native", "converter"):
+                    r = self.flow(k, rev, SECONDS, OMIT_S, cpu=True)
+                    r["runs"] = [r["mbit"]]
+                    if (k, rev) in out:  # the rounds summed: octets, time, CPU
+                        acc = out[(k, rev)]
+                        for key in ("octets", "wall", "napi_s", "conv_cpu_s", "cpe_cpu_s", "softirq_s", "skbs", "segs"):
+                            acc[key] += r[key]
+                        acc["runs"].append(r["mbit"])
+                        acc["mbit"] = acc["octets"] * 8 / acc["wall"] / 1e6 if None not in acc["runs"] else None
+                    else:
+                        out[(k, rev)] = r
+        for rev in (False, True) if out else ():
+            n = out[("native", rev)]["mbit"]
+            for c in out[("converter", rev)]["runs"]:
+                if n and c is not None and c < 0.05 * n:
+                    self.problems.append(f"unshaped converter {'down' if rev else 'up'}: a run at {c:.1f} Mbit/s, under 5% of "
+                                         f"native: the flow stalled, its CPU per GB means little")
         return out
 
 
 def main():
+    global OTHERS
+    cpus = os.sched_getaffinity(0)
+    OTHERS = sorted(cpus - {CPE_CPU})
+    if CPE_CPU not in cpus or not OTHERS:
+        sys.exit(f"bench/single_homed: needs core {CPE_CPU} (BENCH_CPE_CPU) and another; may use {sorted(cpus)}")
+    os.sched_setaffinity(0, OTHERS)  # what the bench starts runs off the CPE's core; the converter is put on it
     t_begin = time.monotonic()
     load0 = Path("/proc/loadavg").read_text().split()[:3]
     try:
@@ -334,6 +377,7 @@ def fmt(v, spec):
 
 def report(b, sh_rows, cpu_rows, load0, runtime):
     print(f"bench/single_homed: {os.cpu_count()} cores, load average at start {' '.join(load0)}; "
+          f"CPE's NAPI threads and converter on core {CPE_CPU}, the rest on {','.join(map(str, OTHERS))}; "
           f"converter and MCP {WORKERS} workers each, CPE net.ipv4.tcp_fastopen={CPE_TFO}; "
           f"host {HOST_PRIMARY} + {HOST_RANGE1} (range 1 {RANGE1} -> WAN2)")
     print(f"\nshaped: WAN1 and WAN2 tbf-shaped on both ends (burst {TBF_BURST}, latency {TBF_LATENCY}), one iperf3 flow each, "
@@ -363,25 +407,29 @@ def report(b, sh_rows, cpu_rows, load0, runtime):
           f"0.983 of the TCP sum at most")
     native_min = min(ratios) if ratios else float("nan")
 
-    print(f"\nunshaped: the CPE's CPU per gigabyte (10^9 octets of goodput) over {SECONDS} s from {OMIT_S} s in = CPU time of "
+    print(f"\nunshaped: the CPE's CPU per gigabyte (10^9 octets of goodput) over {SECONDS} s from {OMIT_S} s in, {CPU_ROUNDS} "
+          f"interleaved rounds summed (Mbit/s: each run) = CPU time of "
           f"the CPE's threaded-NAPI pollers (all it receives: forwarding, nft, NAT, the converter's sockets' receive side) + the "
           f"converter's processes (their system calls: the sending side); the CPE's threads: {', '.join(b.napi_names)}. "
-          f"machine softirq = /proc/stat softirq over the window, all cores, whoever's: it overlaps the counted threads "
-          f"(softirqs they run themselves) and holds the other work on the machine; an upper bound of what the count leaves out")
+          f"core softirq = core {CPE_CPU}'s softirq time in /proc/stat over the window, whoever's: timers and softirqs the "
+          f"threads run on their way out (those also in their time); an upper bound of what the count leaves out")
     print(f"{'path':<11}{'dir':<6}{'Mbit/s':>8}{'NAPI s':>8}{'conv s':>8}{'CPE s':>8}{'NAPI s/GB':>11}{'conv s/GB':>11}"
-          f"{'cpu s/GB':>10}{'machine softirq s':>19}")
+          f"{'cpu s/GB':>10}{'segs/skb':>10}{'core softirq s':>16}   runs Mbit/s")
     per_gb = {}
-    for rev in (False, True):
+    for rev in (False, True) if cpu_rows else ():
         for k in ("native", "converter"):
             r = cpu_rows[(k, rev)]
             gb = r["octets"] / 1e9
             per_gb[(k, rev)] = r["cpe_cpu_s"] / gb if gb > 0 else float("nan")
             print(f"{k:<11}{'down' if rev else 'up':<6}{fmt(r['mbit'], '.0f'):>8}{r['napi_s']:>8.2f}{r['conv_cpu_s']:>8.2f}"
                   f"{r['cpe_cpu_s']:>8.2f}{r['napi_s'] / gb if gb > 0 else float('nan'):>11.3f}"
-                  f"{r['conv_cpu_s'] / gb if gb > 0 else float('nan'):>11.3f}{per_gb[(k, rev)]:>10.3f}{r['softirq_s']:>19.2f}")
-    cpu_ratio = {rev: per_gb[("native", rev)] / per_gb[("converter", rev)] for rev in (False, True)}
-    print(f"CPU per GB native / converter: up {cpu_ratio[False]:.3f} down {cpu_ratio[True]:.3f} (the key takes the higher)")
-    cpu_key = max(cpu_ratio.values())
+                  f"{r['conv_cpu_s'] / gb if gb > 0 else float('nan'):>11.3f}{per_gb[(k, rev)]:>10.3f}"
+                  f"{r['segs'] / max(r['skbs'], 1):>10.1f}{r['softirq_s']:>16.2f}   {' '.join(fmt(x, '.0f') for x in r['runs'])}")
+    print("segs/skb: IP segments per packet the CPE's stack handled (IpExt In*Pkts over Ip InReceives): how much GRO merged")
+    cpu_ratio = {rev: per_gb[("native", rev)] / per_gb[("converter", rev)] for rev in (False, True)} if cpu_rows else {}
+    if cpu_rows:
+        print(f"CPU per GB native / converter: up {cpu_ratio[False]:.3f} down {cpu_ratio[True]:.3f} (the key takes the higher)")
+    cpu_key = max(cpu_ratio.values()) if cpu_ratio else float("nan")
 
     if b.problems:
         print("\nproblems:\n  " + "\n  ".join(b.problems))
