@@ -1,12 +1,12 @@
 """bench/converter's measurements: the converter pair against kernel forwarding and
 shadowsocks-libev (what and how: bench/README.md). Run by bench/converter, as root, from
 the repository root."""
-import functools, json, math, os, re, resource, statistics, subprocess, sys, tempfile, time
+import functools, json, math, os, resource, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "netns"))  # netlab, shared with the tests
 import netlab  # noqa: E402
-from netlab import LabError, Procs, cpu_seconds, namespaces, run_bench, veth, watchdog  # noqa: E402
+from netlab import LabError, Procs, cpu_seconds, listening, namespaces, netstat, received, run_bench, tree, veth, watchdog  # noqa: E402
 
 NS_LAN, NS_CPE, NS_ISP, NS_SRV, NS_DLY = "b-cv-lan", "b-cv-cpe", "b-cv-isp", "b-cv-srv", "b-cv-dly"
 NAMESPACES = (NS_LAN, NS_CPE, NS_ISP, NS_SRV, NS_DLY)
@@ -446,39 +446,8 @@ def recable(delays, on):
         sh("ip", "-n", near, "neigh", "flush", "dev", dev)
 
 
-def listening(ns, port):
-    return bool(sh("ss", "-Htln", f"sport = :{port}", ns=ns, check=False).stdout.strip())
-
-
-def netstat(ns):
-    """This namespace's TcpExt and MPTcpExt counters, as {"TcpExt.X": n, "MPTcpExt.Y": n}."""
-    lines = sh("cat", "/proc/net/netstat", ns=ns).stdout.splitlines()
-    out = {}
-    for head, vals in zip(lines[::2], lines[1::2]):
-        prefix = head.split(":")[0]
-        out.update({f"{prefix}.{k}": int(v) for k, v in zip(head.split()[1:], vals.split()[1:])})
-    return out
-
-
-def received(ns, match):
-    """(in-order octets received by the TCP sockets of ns that match, when): tcpi_bytes_received."""
-    a = time.monotonic()
-    out = sh("ss", "-Htni", "state", "established", match, ns=ns).stdout
-    b = time.monotonic()
-    return sum(int(x) for x in re.findall(r"bytes_received:(\d+)", out)), (a + b) / 2
-
-
 def delta(after, before, key):
     return after.get(key, 0) - before.get(key, 0)
-
-
-def tree(pid):
-    """pid and its children (the supervisor and its workers)."""
-    try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [pid] + [int(k) for k in kids]
 
 
 def memory_kb(pids):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -242,6 +243,42 @@ def cpu_seconds(pids: Iterable[int]) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+# --- what a namespace's kernel counts (the benches)
+
+
+def listening(ns: str, port: int) -> bool:
+    """Something in ns listens on TCP port."""
+    return bool(sh("ss", "-Htln", f"sport = :{port}", ns=ns, check=False, timeout=30).stdout.strip())
+
+
+def netstat(ns: str) -> dict[str, int]:
+    """This namespace's TcpExt and MPTcpExt counters, as {"TcpExt.X": n, "MPTcpExt.Y": n}."""
+    lines = sh("cat", "/proc/net/netstat", ns=ns, timeout=30).stdout.splitlines()
+    out = {}
+    for head, vals in zip(lines[::2], lines[1::2]):
+        prefix = head.split(":")[0]
+        out.update({f"{prefix}.{k}": int(v) for k, v in zip(head.split()[1:], vals.split()[1:])})
+    return out
+
+
+def received(ns: str, match: str) -> tuple[int, float]:
+    """(in-order octets received by the TCP sockets of ns that match, when): tcpi_bytes_received.
+    An MPTCP connection's subflows are TCP sockets here too: their sum."""
+    a = time.monotonic()
+    out = sh("ss", "-Htni", "state", "established", match, ns=ns, timeout=30).stdout
+    b = time.monotonic()
+    return sum(int(x) for x in re.findall(r"bytes_received:(\d+)", out)), (a + b) / 2
+
+
+def tree(pid: int) -> list[int]:
+    """pid and its children (a supervisor and its workers); [] once it is gone."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [pid] + [int(k) for k in kids]
 
 
 @contextlib.contextmanager
