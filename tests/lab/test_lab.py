@@ -58,14 +58,14 @@ def lab():
 
 
 def test_every_host_boots_systemd(lab):
-    assert set(lab) == {"isp", "cpe", "lanhost"}
+    assert set(lab) == {"isp", "cpe", "lanhost", "mphost"}
     for host in lab:
         state = dexec(host, "systemctl", "is-system-running").stdout.strip()
         failed = dexec(host, "systemctl", "--failed", "--no-legend").stdout.strip()
         assert state == "running", f"{host}: {state}; failed units: {failed}"
 
 
-@pytest.mark.parametrize("host", ["isp", "cpe", "lanhost"])
+@pytest.mark.parametrize("host", ["isp", "cpe", "lanhost", "mphost"])
 def test_links_are_cabled_as_the_inventory_says(lab, host):
     have = addrs(host)
     links = inventory_links(host)
@@ -166,7 +166,7 @@ def test_site_provisions_then_reports_no_change(lab):
     assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-3000:]
     second = playbook("site.yml")
     assert second.returncode == 0, second.stdout[-5000:]
-    for host in ("isp", "cpe"):
+    for host in ("isp", "cpe", "mphost"):
         recap = [line for line in second.stdout.splitlines() if line.startswith(f"{host} ")]
         assert recap and "changed=0" in recap[0] and "failed=0" in recap[0], second.stdout[-3000:]
     # The CPE's WANs took their leases (DHCPv4 and DHCPv6), MCP lists and delegated
@@ -194,6 +194,17 @@ def test_site_provisions_then_reports_no_change(lab):
             break
         time.sleep(1)
     assert len(lan64) == 2 and len(inside) == 2, f"lanhost {have}; the LAN's /64s {lan64}"
+    # The MPTCP host took a lease from the CPE's pool on lan0 and one from range 1 on its
+    # macvlan (the CPE's Kea, mp-avail and mp-range: inventories/lab/host_vars/cpe.yml).
+    deadline = time.monotonic() + 60
+    while True:
+        mp = addrs("mphost")
+        v4 = {dev: [a for a in have if "." in a] for dev, have in mp.items()}
+        if (v4.get("lan0") and v4.get("lan0.mp1")) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert [ipaddress.ip_interface(a).ip in ipaddress.ip_network("198.18.1.128/26") for a in v4.get("lan0", [])] == [True], mp
+    assert [ipaddress.ip_interface(a).ip in ipaddress.ip_network("198.18.1.192/27") for a in v4.get("lan0.mp1", [])] == [True], mp
 
 
 def recap(proc, host):
@@ -207,7 +218,7 @@ def test_check_mode_previews_exactly_what_would_change(lab):
     edit and nothing else, and applies nothing."""
     proc = playbook("site.yml", "--check", "--diff")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
-    for host in ("isp", "cpe"):
+    for host in ("isp", "cpe", "mphost"):
         assert recap(proc, host).get("changed") == 0 and recap(proc, host).get("failed") == 0, proc.stdout[-3000:]
     config = dexec("cpe", "cat", "/etc/mptcp-cpe/converter.json").stdout
     proc = playbook("site.yml", "--check", "--diff", "--limit", "cpe", "-e", json.dumps({"cpe_converter_connect_timeout_s": 2.5}))
