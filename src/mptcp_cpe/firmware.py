@@ -446,8 +446,12 @@ def squashfs(src: Path, out: Path, epoch: int, arch: str | None) -> None:
     the smaller): for the base, whose binaries gain from it; a layer (Python, configs) gains
     a few KB for twice the time, so its arch is None."""
     bcj = ["-Xbcj", XZ_BCJ[arch]] if arch in XZ_BCJ else []
+    # The times are given on the command line; mksquashfs refuses them beside a
+    # SOURCE_DATE_EPOCH in its environment (firmware.yml exports one for the build's tools).
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     run("mksquashfs", str(src), str(out), "-noappend", "-comp", "xz", *bcj, "-b", "1M", "-reproducible",
-        "-mkfs-time", str(epoch), "-all-time", str(epoch), "-no-progress", "-quiet", "-processors", "2")
+        "-mkfs-time", str(epoch), "-all-time", str(epoch), "-no-progress", "-quiet", "-processors", "2",
+        env=env)
 
 
 def base_squashfs(base: Path, epoch: int, arch: str) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import stat
 import tarfile
@@ -160,6 +161,22 @@ def test_deterministic_tar_ignores_build_time(tmp_path):
     with tarfile.open(tmp_path / "one.tar") as tar:
         assert [m.name for m in tar][:3] == [".", "./a", "./a/file"]
         assert {m.mtime for m in tar} == {1700000000}
+
+
+@pytest.mark.skipif(shutil.which("mksquashfs") is None, reason="squashfs-tools (scripts/setup installs it)")
+def test_squashfs_is_made_under_firmware_ymls_source_date_epoch(tmp_path, monkeypatch):
+    # firmware.yml exports SOURCE_DATE_EPOCH to the build's tools; mksquashfs refuses it
+    # beside its own -mkfs-time/-all-time (a fresh base's squashfs failed so in CI).
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    root = tmp_path / "root"
+    _tree(root, {"etc/file": b"1"})
+    firmware.squashfs(root, tmp_path / "one.squashfs", 1700000000, "amd64")
+    os.utime(root / "etc/file", (2000000000, 2000000000))
+    firmware.squashfs(root, tmp_path / "two.squashfs", 1700000000, None)
+    assert (tmp_path / "one.squashfs").stat().st_size > 0
+    listing = subprocess.run(["unsquashfs", "-lls", str(tmp_path / "two.squashfs")],
+                             capture_output=True, text=True, check=True).stdout
+    assert "2023-11-14" in listing and "2033" not in listing
 
 
 def test_dpkg_packages_reads_installed_ones_only(tmp_path):
