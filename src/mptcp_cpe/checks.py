@@ -117,9 +117,11 @@ class ConfigError(InventoryError):
     """A daemon config that cannot be used."""
 
 
-def number(host: str, field: str, value: Any, lo: float, hi: float) -> float:
+def number(host: str, field: str, value: Any, lo: float, hi: float, *,
+           error: type[InventoryError] = ConfigError) -> float:
+    # bool is an int in Python, and NaN compares false to every bound: neither is a number here.
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ConfigError(host, field, f"must be a number from {lo:g} to {hi:g}", value)
+        raise error(host, field, f"must be a number from {lo:g} to {hi:g}", value)
     return float(value)
 
 

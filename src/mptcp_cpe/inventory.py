@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import RESERVED_TABLES, Errors, InventoryError, boolean, integer, ip_address, is_ifname, only_keys, parse_table
+from .checks import RESERVED_TABLES, Errors, InventoryError, boolean, integer, ip_address, is_ifname, number, only_keys, parse_table
 
 # The in-kernel MPTCP path manager accepts at most 8 endpoints and 8 subflows
 # (MPTCP_PM_ADDR_MAX); more WANs than that could never all carry a subflow.
@@ -22,7 +22,7 @@ MAX_WANS = 8
 
 WAN_KINDS = frozenset({"dsl", "fibre", "cable", "ethernet", "lte", "5g", "satellite"})
 WAN_KEYS = frozenset({"name", "device", "kind", "ipv4", "ipv6", "pd_length", "weight", "backup", "table", "nat", "probes",
-                      "uci_interface", "uci_interface6"})
+                      "uci_interface", "uci_interface6", "rate", "rtt_ms"})
 # The delegated prefix a DHCPv6 WAN asks for (IA_PD): /48 to /64, /56 unless the inventory says.
 PD_LENGTH_RANGE = (48, 64)
 DEFAULT_PD_LENGTH = 56
@@ -33,6 +33,12 @@ UCI_INTERFACE = re.compile(r"[A-Za-z0-9_]{1,15}")
 WEIGHT_RANGE = (1, 256)  # nexthop weights in a multipath route
 PROBE_KINDS = ("icmp", "tcp")
 PROBE_KEYS = frozenset({"kind", "target", "port"})
+# A line's rates, each way, in Mbit/s (10^6 bit/s): from ISDN's 64 kbit/s to 100 Gbit/s.
+RATE_KEYS = ("down_mbit", "up_mbit")
+RATE_RANGE = (0.064, 100000)
+# Its round trip to the MCP in ms: a LAN-like 1 ms to a geostationary satellite's ~600 ms
+# with room for a loaded one's queues.
+RTT_RANGE = (1, 2000)
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,17 @@ DEFAULT_PROBES = (Probe("icmp", "gateway"),)
 
 
 @dataclass(frozen=True)
+class Rate:
+    """A line's rates in Mbit/s: towards the CPE (down) and from it (up)."""
+
+    down_mbit: float
+    up_mbit: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"down_mbit": self.down_mbit, "up_mbit": self.up_mbit}
+
+
+@dataclass(frozen=True)
 class Wan:
     name: str
     device: str
@@ -82,6 +99,10 @@ class Wan:
     # OpenWrt: the netifd interfaces of the WAN's IPv4 and DHCPv6 (None: not given).
     uci_interface: str | None = None
     uci_interface6: str | None = None
+    # What the line carries and its round trip to the MCP under load (None: not declared);
+    # they size the converter's MPTCP buffers (mptcp_cpe.buffers).
+    rate: Rate | None = None
+    rtt_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         def addr(a):
@@ -102,9 +123,11 @@ class Wan:
             d["table"] = self.table
         if self.pd_length is not None:
             d["pd_length"] = self.pd_length
-        for key in ("uci_interface", "uci_interface6"):
+        for key in ("uci_interface", "uci_interface6", "rtt_ms"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
+        if self.rate is not None:
+            d["rate"] = self.rate.as_dict()
         return d
 
 
@@ -183,6 +206,31 @@ def _probe(host: str, field: str, raw: Any, ipv4: Any, ipv6: Any) -> Probe:
     return Probe(kind, target, port)
 
 
+def _rate(host: str, field: str, raw: Any) -> Rate:
+    if not isinstance(raw, dict):
+        raise InventoryError(host, field, "must be a mapping with down_mbit and up_mbit (the line's rates in Mbit/s)", raw)
+    only_keys(host, field, raw, frozenset(RATE_KEYS), show_value=True)
+    errors = Errors()
+    rates = {}
+    for key in RATE_KEYS:
+        if key not in raw:
+            errors.add(InventoryError(host, f"{field}.{key}", "missing", show_value=False))
+        else:
+            rates[key] = errors.check(number, host, f"{field}.{key}", raw[key], *RATE_RANGE, error=InventoryError)
+    errors.raise_any()
+    return Rate(**rates)
+
+
+def _line(host: str, where: str, raw: dict) -> tuple[Rate | None, float | None]:
+    """A WAN's ``rate`` and ``rtt_ms``, each optional; every mistake in them at once."""
+    errors = Errors()
+    rate = errors.check(_rate, host, f"{where}.rate", raw["rate"]) if "rate" in raw else None
+    rtt_ms = (errors.check(number, host, f"{where}.rtt_ms", raw["rtt_ms"], *RTT_RANGE, error=InventoryError)
+              if "rtt_ms" in raw else None)
+    errors.raise_any()
+    return rate, rtt_ms
+
+
 def _probes(host: str, field: str, raw: Any, ipv4: Any, ipv6: Any) -> tuple[Probe, ...]:
     if not isinstance(raw, list) or not raw:
         raise InventoryError(host, field, "must be a non-empty list of probes", raw)
@@ -253,6 +301,7 @@ def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
         pd_length = integer(host, f"{where}.pd_length", raw["pd_length"], *PD_LENGTH_RANGE)
     elif ipv6 == "dhcp":
         pd_length = DEFAULT_PD_LENGTH
+    rate, rtt_ms = _line(host, where, raw)
     return Wan(
         name=name,
         device=raw["device"],
@@ -266,6 +315,8 @@ def parse_wan(host: str, index: int, raw: Any, field: str = "cpe_wans") -> Wan:
         probes=(_probes(host, f"{where}.probes", raw["probes"], ipv4, ipv6) if "probes" in raw
                 else DEFAULT_PROBES),
         pd_length=pd_length,
+        rate=rate,
+        rtt_ms=rtt_ms,
         **{key: _uci_interface(host, f"{where}.{key}", raw[key]) for key in ("uci_interface", "uci_interface6") if key in raw},
     )
 

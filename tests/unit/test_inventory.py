@@ -22,6 +22,7 @@ from mptcp_cpe.inventory import (
     parse_wan,
     parse_wans,
     Probe,
+    Rate,
     platform,
 )
 
@@ -519,6 +520,9 @@ OPTIONAL = {
         st.just({"kind": "icmp", "target": "gateway"}),
         st.builds(lambda port: {"kind": "tcp", "target": "gateway", "port": port}, st.integers(1, 65535)),
     ), min_size=1, max_size=3),
+    "rate": st.fixed_dictionaries({key: st.one_of(st.integers(1, 100000), st.floats(0.064, 100000))
+                                   for key in ("down_mbit", "up_mbit")}),
+    "rtt_ms": st.one_of(st.integers(1, 2000), st.floats(1, 2000)),
 }
 
 
@@ -585,9 +589,11 @@ yaml_like = st.recursive(
 
 # A WAN with every field present, so that junk can replace any of them (nested ones too).
 FULL_WAN = {**LTE, "ipv4": dict(V4), "ipv6": dict(V6), "weight": 2, "backup": False, "table": 102,
-            "nat": True, "probes": [{"kind": "tcp", "target": "203.0.113.1", "port": 443}]}
+            "nat": True, "probes": [{"kind": "tcp", "target": "203.0.113.1", "port": 443}],
+            "rate": {"down_mbit": 20, "up_mbit": 5}, "rtt_ms": 60}
 FIELDS = ["name", "device", "kind", "weight", "backup", "ipv4", "ipv6", "table", "nat", "probes",
-          "ipv4.address", "ipv4.gateway", "ipv6.address", "ipv6.gateway"]
+          "ipv4.address", "ipv4.gateway", "ipv6.address", "ipv6.gateway", "rate", "rate.down_mbit", "rate.up_mbit",
+          "rtt_ms"]
 
 
 def with_junk(field: str, value) -> list[dict]:
@@ -687,6 +693,86 @@ def test_field_name_for_daemon_configs():
     with pytest.raises(InventoryError) as exc:
         parse_wans(HOST, [{**DSL, "weight": 0}], field="wans")
     assert exc.value.field == "wans[0] (dsl).weight"
+
+
+# --- line fields: rate, rtt_ms (they size the converter's MPTCP buffers: test_buffers.py) ---
+
+def test_line_fields_parse_and_round_trip():
+    (dsl, lte) = parse_wans(HOST, wans({"rate": {"down_mbit": 20, "up_mbit": 5.5}}, rate={"down_mbit": 40, "up_mbit": 10},
+                                       rtt_ms=20))
+    assert (dsl.rate, dsl.rtt_ms) == (Rate(40.0, 10.0), 20.0)
+    assert (lte.rate, lte.rtt_ms) == (Rate(20.0, 5.5), None)  # each is optional on its own
+    assert dsl.as_dict()["rate"] == {"down_mbit": 40.0, "up_mbit": 10.0} and dsl.as_dict()["rtt_ms"] == 20.0
+    assert "rtt_ms" not in lte.as_dict()
+    assert parse_wans(HOST, [dsl.as_dict(), lte.as_dict()]) == [dsl, lte]
+
+
+def test_line_fields_are_absent_unless_declared():
+    (wan,) = parse_wans(HOST, [DSL])
+    assert wan.rate is None and wan.rtt_ms is None
+    assert "rate" not in wan.as_dict() and "rtt_ms" not in wan.as_dict()
+
+
+@pytest.mark.parametrize("overrides", [
+    pytest.param({"rate": {"down_mbit": 0.064, "up_mbit": 100000}}, id="rate-bounds"),
+    pytest.param({"rtt_ms": 1}, id="rtt-min"),
+    pytest.param({"rtt_ms": 2000}, id="rtt-max"),
+    pytest.param({"rtt_ms": 12.5}, id="rtt-float"),
+])
+def test_line_fields_in_range(overrides):
+    (wan,) = parse_wans(HOST, [{**DSL, **overrides}])
+    d = wan.as_dict()
+    for key, value in overrides.items():
+        assert d[key] == value
+
+
+RATE_PROBLEM = "must be a number from 0.064 to 100000"
+RTT_PROBLEM = "must be a number from 1 to 2000"
+
+
+@pytest.mark.parametrize("second, field, problem, value", [
+    pytest.param({"rate": {"down_mbit": 0, "up_mbit": 5}}, "rate.down_mbit", RATE_PROBLEM, 0, id="rate-zero"),
+    pytest.param({"rate": {"down_mbit": -20, "up_mbit": 5}}, "rate.down_mbit", RATE_PROBLEM, -20, id="rate-negative"),
+    pytest.param({"rate": {"down_mbit": 0.05, "up_mbit": 5}}, "rate.down_mbit", RATE_PROBLEM, 0.05, id="rate-below-64k"),
+    pytest.param({"rate": {"down_mbit": 20, "up_mbit": 100001}}, "rate.up_mbit", RATE_PROBLEM, 100001, id="rate-too-big"),
+    pytest.param({"rate": {"down_mbit": True, "up_mbit": 5}}, "rate.down_mbit", RATE_PROBLEM, True, id="rate-bool"),
+    pytest.param({"rate": {"down_mbit": "20", "up_mbit": 5}}, "rate.down_mbit", RATE_PROBLEM, "20", id="rate-string"),
+    pytest.param({"rate": {"down_mbit": "20M", "up_mbit": 5}}, "rate.down_mbit", RATE_PROBLEM, "20M", id="rate-unit"),
+    pytest.param({"rate": {"down_mbit": float("nan"), "up_mbit": 5}}, "rate.down_mbit", RATE_PROBLEM, None, id="rate-nan"),
+    pytest.param({"rate": {"down_mbit": float("inf"), "up_mbit": 5}}, "rate.down_mbit", RATE_PROBLEM, float("inf"),
+                 id="rate-inf"),
+    pytest.param({"rate": {"down_mbit": 20}}, "rate.up_mbit", "missing", NO_VALUE, id="rate-half"),
+    pytest.param({"rate": 20}, "rate", "must be a mapping with down_mbit and up_mbit (the line's rates in Mbit/s)", 20,
+                 id="rate-scalar"),
+    pytest.param({"rate": {"down": 20, "up_mbit": 5}}, "rate",
+                 "unknown keys ['down']; allowed: ['down_mbit', 'up_mbit']", {"down": 20, "up_mbit": 5}, id="rate-key"),
+    pytest.param({"rtt_ms": 0}, "rtt_ms", RTT_PROBLEM, 0, id="rtt-zero"),
+    pytest.param({"rtt_ms": 2001}, "rtt_ms", RTT_PROBLEM, 2001, id="rtt-too-long"),
+    pytest.param({"rtt_ms": False}, "rtt_ms", RTT_PROBLEM, False, id="rtt-bool"),
+    pytest.param({"rtt_ms": "60ms"}, "rtt_ms", RTT_PROBLEM, "60ms", id="rtt-string"),
+    pytest.param({"rtt_ms": [60]}, "rtt_ms", RTT_PROBLEM, [60], id="rtt-list"),
+])
+def test_line_field_errors_name_host_field_and_value(second, field, problem, value):
+    with pytest.raises(InventoryError) as info:
+        parse_wans(HOST, wans(second))
+    where = f"cpe_wans[1] (lte).{field}"
+    if value is NO_VALUE:
+        assert str(info.value) == f"{HOST}: {where}: {problem}"
+    elif value is None:  # NaN: not equal to itself, its text is the same
+        assert str(info.value) == f"{HOST}: {where}: {problem} (got nan)"
+    else:
+        assert str(info.value) == f"{HOST}: {where}: {problem} (got {value!r})"
+        assert_error(info.value, where, value)
+
+
+def test_every_line_mistake_at_once():
+    # Both rates and the round trip of one WAN, and another WAN's, in one error, a line each.
+    with pytest.raises(InventoryErrors) as info:
+        parse_wans(HOST, wans({"rtt_ms": "60"}, rate={"down_mbit": True, "up_mbit": 0}, rtt_ms=0))
+    assert [e.field for e in info.value.errors] == [
+        "cpe_wans[0] (dsl).rate.down_mbit", "cpe_wans[0] (dsl).rate.up_mbit", "cpe_wans[0] (dsl).rtt_ms",
+        "cpe_wans[1] (lte).rtt_ms"]
+    assert [e.value for e in info.value.errors] == [True, 0, 0, "60"]
 
 
 # ---------------------------------------------------------------------------
