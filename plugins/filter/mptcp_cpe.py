@@ -18,12 +18,12 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, landhcp, mcp, openwrt, uci
+    from mptcp_cpe import buffers, checks, converter, firewall, firmware, inventory, kea, landhcp, mcp, openwrt, uci
     from mptcp_cpe.host import config as host_config
     from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from mptcp_cpe import checks, converter, firewall, firmware, inventory, kea, landhcp, mcp, openwrt, uci
+    from mptcp_cpe import buffers, checks, converter, firewall, firmware, inventory, kea, landhcp, mcp, openwrt, uci
     from mptcp_cpe.host import config as host_config
     from mptcp_cpe.wand import config as wand_config
 
@@ -193,6 +193,16 @@ def converter_config(role_settings, host, wans=None):
     except checks.InventoryError as exc:
         raise _role_error(exc, "cpe_converter_", converter.TOP_KEYS) from None
     return _plain(cfg)
+
+
+def mptcp_buffers(wans, host):
+    """The MPTCP buffers in octets the CPE with these WANs needs (``mptcp_cpe.buffers``):
+    ``download``, the converter's receive buffer; ``upload``, what the receiver of its uploads
+    (the MCP) needs; ``declared``, whether a WAN declared its line. The WANs are checked by the
+    inventory's WAN checker. No WANs: the fixed 4 MiB, as when none declares its line."""
+    if wans is None or wans == []:
+        return buffers.Buffers(buffers.FIXED, buffers.FIXED, False).as_dict()
+    return _checked(lambda: buffers.mptcp_buffers(inventory.parse_wans(host, wans)).as_dict())
 
 
 def lan_prefixes(lans, host):
@@ -385,7 +395,7 @@ def firmware_device(hostvars):
 
 # The filters that check inventory data, which mptcp_cpe_problems runs.
 CHECKS = frozenset({"mptcp_cpe_wans", "mptcp_cpe_lan_dhcp_config", "mptcp_cpe_option_code", "mptcp_cpe_kea_config", "mptcp_cpe_wand_config",
-                    "mptcp_cpe_converter_config", "mptcp_cpe_lan_prefixes", "mptcp_cpe_mcp_config",
+                    "mptcp_cpe_converter_config", "mptcp_cpe_lan_prefixes", "mptcp_cpe_mptcp_buffers", "mptcp_cpe_mcp_config",
                     "mptcp_cpe_converter_sysctls", "mptcp_cpe_firewall_config", "mptcp_cpe_host_config", "mptcp_cpe_firmware_settings",
                     "mptcp_cpe_openwrt_image_settings"})
 
@@ -411,6 +421,7 @@ class FilterModule:
             "mptcp_cpe_lan_dhcp_config": lan_dhcp_config,
             "mptcp_cpe_converter_config": converter_config,
             "mptcp_cpe_lan_prefixes": lan_prefixes,
+            "mptcp_cpe_mptcp_buffers": mptcp_buffers,
             "mptcp_cpe_mcp_config": mcp_config,
             "mptcp_cpe_host_config": host_config_for,
             "mptcp_cpe_converter_sysctls": converter_sysctls,

@@ -64,6 +64,7 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_lan_dhcp_config": f.lan_dhcp_config,
         "mptcp_cpe_converter_config": f.converter_config,
         "mptcp_cpe_lan_prefixes": f.lan_prefixes,
+        "mptcp_cpe_mptcp_buffers": f.mptcp_buffers,
         "mptcp_cpe_mcp_config": f.mcp_config,
         "mptcp_cpe_host_config": f.host_config_for,
         "mptcp_cpe_converter_sysctls": f.converter_sysctls,
@@ -547,9 +548,10 @@ def test_settings_read_only_at_start_are_config_keys(role, keys):
 # ---------------------------------------------------------------------------
 
 # The defaults that read the inventory, as they render for a host without cpe_lans nor
-# cpe_mcp_prefixes (test_converter_inventory_defaults_render renders them for real), with one LAN.
+# cpe_mcp_prefixes, and WANs that declare no line (test_converter_inventory_defaults_render
+# renders them for real), with one LAN.
 CONVERTER_DEFAULTS = {**role_settings("cpe_converter", "cpe_converter_"), "lan_interfaces": ["lan0"],
-                      "lan_prefixes": [], "mcp_prefixes": []}
+                      "lan_prefixes": [], "mcp_prefixes": [], "mptcp_rcvbuf": 4194304}
 
 
 def test_converter_config_with_the_role_defaults():
@@ -738,6 +740,58 @@ def test_converter_inventory_defaults_render():
     cfg = f.converter_config({**CONVERTER_DEFAULTS, **dict(zip(("lan_interfaces", "lan_prefixes", "mcp_prefixes"), rendered))},
                              CV_HOST, CV_WANS)
     assert cfg["lan_interfaces"] == ["br-lan", "br-guest"] and cfg["mcp_prefixes"] == ["198.51.100.0/24"]
+
+
+# The lines of test_buffers.py's worked examples: the issue's (under the floor) and a fibre
+# beside LTE (2 × 1050 Mbit/s × 60 ms = 15,750,000 octets: 3846 pages).
+CV_LINES = {"dsl": {"rate": {"down_mbit": 40, "up_mbit": 10}, "rtt_ms": 20},
+            "lte": {"rate": {"down_mbit": 20, "up_mbit": 5}, "rtt_ms": 60}}
+CV_FIBRE = [{"name": "fibre", "device": "wan1", "kind": "fibre", "rate": {"down_mbit": 1000, "up_mbit": 500}, "rtt_ms": 10},
+            {"name": "lte", "device": "wan2", "kind": "lte", "rate": {"down_mbit": 50, "up_mbit": 20}, "rtt_ms": 60}]
+
+
+@pytest.mark.parametrize(("wans", "rcvbuf"), [
+    pytest.param(None, 4194304, id="no-cpe_wans"),
+    pytest.param(CV_WANS, 4194304, id="no-line-declared"),
+    pytest.param([{**w, **CV_LINES[w["name"]]} for w in CV_WANS], 4194304, id="issue-lines-under-the-floor"),
+    pytest.param(CV_FIBRE, 15753216, id="fibre-beside-lte"),
+    pytest.param([CV_FIBRE[0], {**CV_FIBRE[1], "backup": True}], 4194304, id="lte-in-reserve"),
+])
+def test_converter_rcvbuf_default_renders_from_the_wans(wans, rcvbuf):
+    defaults = role_yaml("cpe_converter", "defaults/main.yml")
+    context = {} if wans is None else {"cpe_wans": wans}
+    wans_rendered = json.loads(_render(defaults["cpe_converter_wans"], **context))
+    rendered = json.loads(_render(defaults["cpe_converter_mptcp_rcvbuf"], cpe_converter_wans=wans_rendered))
+    assert rendered == rcvbuf
+    # The converter's own loader takes it as it comes (an integer, not text).
+    cfg = f.converter_config({**CONVERTER_DEFAULTS, "mptcp_rcvbuf": rendered}, CV_HOST, wans_rendered)
+    assert cfg["mptcp_rcvbuf"] == rcvbuf
+
+
+def test_converter_rcvbuf_an_operator_sets_wins():
+    # The default is a default: a value in host_vars replaces it, 0 (autotuning) too.
+    assert f.converter_config({**CONVERTER_DEFAULTS, "mptcp_rcvbuf": 0}, CV_HOST, CV_FIBRE)["mptcp_rcvbuf"] == 0
+
+
+def test_mptcp_buffers_filter():
+    assert f.mptcp_buffers(CV_FIBRE, CV_HOST) == {"download": 15753216, "upload": 7802880, "declared": True}
+    assert f.mptcp_buffers(CV_WANS, CV_HOST) == {"download": 4194304, "upload": 4194304, "declared": False}
+    assert f.mptcp_buffers([], CV_HOST) == f.mptcp_buffers(None, CV_HOST) == f.mptcp_buffers(CV_WANS, CV_HOST)
+
+
+@pytest.mark.parametrize(("wans", "expected"), [
+    pytest.param([CV_FIBRE[0], {**CV_FIBRE[1], "rate": {"down_mbit": True, "up_mbit": 20}}],
+                 ["cpe_wans[1] (lte).rate.down_mbit: must be a number from 0.064 to 100000 (got True)"], id="bool"),
+    pytest.param([{**CV_FIBRE[0], "rtt_ms": "10"}, {**CV_FIBRE[1], "rate": {"down_mbit": 50}}],
+                 ["cpe_wans[0] (fibre).rtt_ms: must be a number from 1 to 2000 (got '10')",
+                  "cpe_wans[1] (lte).rate.up_mbit: missing"], id="every-mistake"),
+    pytest.param("wan1", ["cpe_wans: must be a non-empty list of WANs (got 'wan1')"], id="not-a-list"),
+])
+def test_mptcp_buffers_errors_name_host_field_and_value(wans, expected):
+    with pytest.raises(AnsibleFilterError) as info:
+        f.mptcp_buffers(wans, CV_HOST)
+    assert info.value.message.splitlines() == [f"{CV_HOST}: {line}" for line in expected]
+    assert f.problems("mptcp_cpe_mptcp_buffers", wans, CV_HOST) == [f"{CV_HOST}: {line}" for line in expected]
 
 
 def test_converter_wan_errors_keep_the_inventory_names():

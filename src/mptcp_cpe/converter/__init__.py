@@ -37,7 +37,8 @@ at most once a second, when a connection starts: a change applies to new connect
 live ones go on. Data the LAN client sends before the MCP's answer is kept (up to
 ``replay_limit`` octets; reading pauses there), so a connection can move to the next MCP,
 answer a Cookie challenge or go direct without losing a byte. ``mptcp_rcvbuf`` fixes the
-MPTCP socket's receive buffer (0: the kernel's autotuning), see `relay.set_rcvbuf`.
+MPTCP socket's receive buffer (0: the kernel's autotuning), see `relay.set_rcvbuf`; the
+role sizes it from the WANs' lines (`buffers`). Its send buffer is the kernel's autotuning.
 
 ::
 
