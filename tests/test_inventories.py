@@ -35,6 +35,9 @@ def test_example_is_a_fleet():
          "cpe-lyon-01.mgmt.example.net: cpe_wans[2] (lte).kind: must be one of"),
         (("device: eth2", "device: eth1"),
          "cpe-lyon-01.mgmt.example.net: cpe_wans[1] (fibre).device: already used by cpe_wans[0] (vdsl) (got 'eth1')"),
+        (("down_mbit: 1000,", "down_mbit: 1000M,"),
+         "cpe-lyon-01.mgmt.example.net: cpe_wans[1] (fibre).rate.down_mbit: must be a number from 0.064 to 100000 "
+         "(got '1000M')"),
     ],
 )
 def test_bad_inventory_names_host_field_value(tmp_path, edit, expected):
