@@ -360,6 +360,8 @@ def test_mptcp_limit_max_is_the_kernel_maximum():
 ROLE_SETTINGS = {
     "policy": "balance",
     "probe": {"interval_s": 0.5, "timeout_s": 0.5, "down_count": 3, "up_count": 2},
+    "mptcp_probe": {"enabled": True, "interval_s": 300, "backoff_min_s": 30, "backoff_max_s": 900, "stripped_count": 2,
+                    "timeout_s": 3.0, "port": 5124, "mcps": [["203.0.113.1"]]},
     "route_protocol": 201,
     "rule_priority": 10000,
     "default_table": 200,
@@ -386,6 +388,8 @@ def test_wand_config_defaults_without_settings():
     assert cfg == {
         "host": HOST, "policy": "balance",
         "probe": {"interval_s": 1.0, "timeout_s": 1.0, "down_count": 3, "up_count": 2},
+        "mptcp_probe": {"enabled": True, "interval_s": 300.0, "backoff_min_s": 30.0, "backoff_max_s": 900.0,
+                        "stripped_count": 2, "timeout_s": 3.0, "port": 5124, "mcps": []},
         "route_protocol": 201, "rule_priority": 10000, "default_table": 200, "table_base": 100,
         "endpoint_id_base": 100, "nft_table": "mptcp_cpe_wand", "state_file": "/run/mptcp-cpe/wan.json",
         "mcp_state": "/run/mptcp-cpe/mcp.json",
@@ -426,6 +430,8 @@ def test_wand_config_does_not_modify_arguments():
                      f"{HOST}: policy: must be one of balance, failover (got 'roundrobin')", id="policy"),
         pytest.param([DSL], {"probe": {"interval_s": 1, "timeout_s": 2}},
                      f"{HOST}: probe.timeout_s: longer than probe.interval_s (1) (got 2)", id="timeout"),
+        pytest.param([DSL], {"mptcp_probe": {"backoff_min_s": 60, "backoff_max_s": 30}},
+                     f"{HOST}: mptcp_probe.backoff_max_s: shorter than mptcp_probe.backoff_min_s (60) (got 30)", id="mptcp-backoff"),
         pytest.param([DSL], {"route_protocol": 4},
                      f"{HOST}: route_protocol: belongs to the kernel or a routing daemon (see /etc/iproute2/rt_protos) (got 4)",
                      id="protocol"),
