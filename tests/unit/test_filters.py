@@ -1053,3 +1053,38 @@ def test_host_config_errors_name_the_role_variables():
         "laptop-7: mptcp_host_interface: not an interface name (1-15 octets, no '/', ':' or blanks) (got '')",
         "laptop-7: mptcp_host_table_base: tables mptcp_host_table_base+1..+8 would take the kernel's table 253 (got 250)",
     ]
+
+
+# ---------------------------------------------------------------------------
+# cpe_multiwan: the probes' settings by their variables, rendered into wand's config
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("section", ["probe", "mptcp_probe"])
+def test_multiwan_probe_settings_are_the_config_keys_by_their_variables(section):
+    settings = role_yaml("cpe_multiwan", "vars/main.yml")["__cpe_multiwan_settings"][section]
+    defaults = role_yaml("cpe_multiwan", "defaults/main.yml")
+    keys = wand_config.PROBE_KEYS if section == "probe" else wand_config.MPTCP_PROBE_KEYS
+    # Every key, each from cpe_multiwan_<section>_<key>: an error about mptcp_probe.port is
+    # about cpe_multiwan_mptcp_probe_port.
+    assert set(settings) == keys
+    for key, value in settings.items():
+        assert value.startswith(f"{{{{ cpe_multiwan_{section}_{key} ") and value.endswith("}}")
+        assert f"cpe_multiwan_{section}_{key}" in defaults
+
+
+def test_multiwan_mptcp_probe_defaults_render_to_wands_defaults_or_the_converters_mcps():
+    defaults = role_yaml("cpe_multiwan", "defaults/main.yml")
+    settings = role_yaml("cpe_multiwan", "vars/main.yml")["__cpe_multiwan_settings"]["mptcp_probe"]
+
+    def rendered(**context):
+        values = {k: json.loads(_render(str(defaults[f"cpe_multiwan_mptcp_probe_{k}"]), **context))
+                  if isinstance(defaults[f"cpe_multiwan_mptcp_probe_{k}"], str) else defaults[f"cpe_multiwan_mptcp_probe_{k}"]
+                  for k in settings}
+        return f.wand_config_for([DSL], HOST, mptcp_probe=values)["mptcp_probe"]
+
+    # Without the converter's variables: wand's own defaults.
+    assert rendered() == f.wand_config_for([DSL], HOST)["mptcp_probe"]
+    # With them: the converter's MCP port and static MCPs.
+    got = rendered(cpe_converter_mcp_port=8803, cpe_converter_mcps=[["203.0.113.1"]])
+    assert (got["port"], got["mcps"]) == (8803, [["203.0.113.1"]])
