@@ -100,7 +100,7 @@ def lab(procs: Procs, tmp_path: Path):
         wand_cfg.write_text(json.dumps({
             "host": "strip-cpe", "state_file": str(tmp_path / "wan.json"), "mcp_state": str(tmp_path / "mcp.json"),
             "probe": {"interval_s": INTERVAL, "up_count": UP},
-            "mptcp_probe": {**MPTCP_PROBE, "port": MCP_PORT},
+            "mptcp_probe": {**MPTCP_PROBE, "port": MCP_PORT, "mcp_prefixes": ["203.0.113.0/24"]},
             "wans": [{"name": "dsl", "device": "wan1", "kind": "dsl", "ipv4": {"address": f"{WAN1}/24", "gateway": "192.0.2.1"}},
                      {"name": "lte", "device": "wan2", "kind": "lte", "ipv4": {"address": f"{WAN2}/24", "gateway": "198.51.100.1"}}],
         }))

@@ -361,7 +361,7 @@ ROLE_SETTINGS = {
     "policy": "balance",
     "probe": {"interval_s": 0.5, "timeout_s": 0.5, "down_count": 3, "up_count": 2},
     "mptcp_probe": {"enabled": True, "interval_s": 300, "backoff_min_s": 30, "backoff_max_s": 900, "stripped_count": 2,
-                    "timeout_s": 3.0, "port": 5124, "mcps": [["203.0.113.1"]]},
+                    "timeout_s": 3.0, "port": 5124, "mcps": [["203.0.113.1"]], "mcp_prefixes": ["203.0.113.0/24"]},
     "route_protocol": 201,
     "rule_priority": 10000,
     "default_table": 200,
@@ -389,7 +389,7 @@ def test_wand_config_defaults_without_settings():
         "host": HOST, "policy": "balance",
         "probe": {"interval_s": 1.0, "timeout_s": 1.0, "down_count": 3, "up_count": 2},
         "mptcp_probe": {"enabled": True, "interval_s": 300.0, "backoff_min_s": 30.0, "backoff_max_s": 900.0,
-                        "stripped_count": 2, "timeout_s": 3.0, "port": 5124, "mcps": []},
+                        "stripped_count": 2, "timeout_s": 3.0, "port": 5124, "mcps": [], "mcp_prefixes": []},
         "route_protocol": 201, "rule_priority": 10000, "default_table": 200, "table_base": 100,
         "endpoint_id_base": 100, "nft_table": "mptcp_cpe_wand", "state_file": "/run/mptcp-cpe/wan.json",
         "mcp_state": "/run/mptcp-cpe/mcp.json",
@@ -1086,5 +1086,8 @@ def test_multiwan_mptcp_probe_defaults_render_to_wands_defaults_or_the_converter
     # Without the converter's variables: wand's own defaults.
     assert rendered() == f.wand_config_for([DSL], HOST)["mptcp_probe"]
     # With them: the converter's MCP port and static MCPs.
-    got = rendered(cpe_converter_mcp_port=8803, cpe_converter_mcps=[["203.0.113.1"]])
-    assert (got["port"], got["mcps"]) == (8803, [["203.0.113.1"]])
+    got = rendered(cpe_converter_mcp_port=8803, cpe_converter_mcps=[["203.0.113.1"]], cpe_mcp_prefixes=["203.0.113.0/24"])
+    assert (got["port"], got["mcps"], got["mcp_prefixes"]) == (8803, [["203.0.113.1"]], ["203.0.113.0/24"])
+    # The converter's own prefixes win over the inventory's, as for the converter.
+    got = rendered(cpe_mcp_prefixes=["203.0.113.0/24"], cpe_converter_mcp_prefixes=["198.51.100.0/24"])
+    assert got["mcp_prefixes"] == ["198.51.100.0/24"]

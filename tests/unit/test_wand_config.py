@@ -30,7 +30,7 @@ def test_defaults_and_table_numbering():
     assert str(c.state_file) == "/run/mptcp-cpe/wan.json"
     mp = c.mptcp_probe
     assert (mp.enabled, mp.interval_s, mp.backoff_min_s, mp.backoff_max_s, mp.stripped_count, mp.timeout_s, mp.port,
-            mp.mcps) == (True, 300.0, 30.0, 900.0, 2, 3.0, 5124, ())
+            mp.mcps, mp.mcp_prefixes) == (True, 300.0, 30.0, 900.0, 2, 3.0, 5124, (), ())
     # as_dict is the normal form: loading it again gives the same config.
     assert from_dict(json.loads(json.dumps(c.as_dict()))) == c
 
@@ -78,6 +78,10 @@ def test_timeout_defaults_to_interval_when_shorter():
         pytest.param(cfg(mptcp_probe={"mcps": ["203.0.113.1"]}), "mptcp_probe.mcps[0]", "203.0.113.1", id="mptcp-mcps-flat"),
         pytest.param(cfg(mptcp_probe={"mcps": [["203.0.113.1", "224.0.0.1"]]}), "mptcp_probe.mcps[0][1]", "224.0.0.1",
                      id="mptcp-mcps-multicast"),
+        pytest.param(cfg(mptcp_probe={"mcp_prefixes": ["203.0.113.1/24"]}), "mptcp_probe.mcp_prefixes[0]", "203.0.113.1/24",
+                     id="mptcp-prefix-host-bits"),
+        pytest.param(cfg(mptcp_probe={"mcps": [["198.51.100.1"]], "mcp_prefixes": ["203.0.113.0/24"]}),
+                     "mptcp_probe.mcps[0][0]", "198.51.100.1", id="mptcp-static-mcp-outside-prefixes"),
         pytest.param(cfg(mptcp_probe={"every": 1}), "mptcp_probe", None, id="mptcp-unknown-key"),
         pytest.param(cfg(mptcp_probe=True), "mptcp_probe", True, id="mptcp-not-a-mapping"),
         pytest.param(cfg(tables=1), "(config)", None, id="unknown-top-key"),
@@ -161,7 +165,8 @@ def test_lan_dhcp_settings_round_trip_and_refusals():
 def test_mptcp_probe_settings_round_trip():
     raw = cfg(mptcp_probe={"enabled": False, "interval_s": 10, "backoff_min_s": 2, "backoff_max_s": 8,
                            "stripped_count": 3, "timeout_s": 0.5, "port": 8803,
-                           "mcps": [["203.0.113.1", "2001:db8::1"], ["198.51.100.1"]]})
+                           "mcps": [["203.0.113.1", "2001:db8::1"], ["198.51.100.1"]],
+                           "mcp_prefixes": ["203.0.113.0/24", "198.51.100.0/24", "2001:db8::/32"]})
     c = from_dict(raw)
     assert c.mptcp_probe.mcps == (("203.0.113.1", "2001:db8::1"), ("198.51.100.1",))
     assert c.as_dict()["mptcp_probe"] == {**raw["mptcp_probe"], "interval_s": 10.0, "backoff_min_s": 2.0,

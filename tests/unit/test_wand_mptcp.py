@@ -209,9 +209,9 @@ class FakeWorker:
         self.asked.append(target)
 
 
-def wand_with(mcp_doc, static=None):
+def wand_with(mcp_doc, static=None, **probe):
     cfg = from_dict({"host": "h", "wans": [DSL, LTE],
-                     "mptcp_probe": {"interval_s": 60, "backoff_min_s": 5, "backoff_max_s": 40, "mcps": static or []}})
+                     "mptcp_probe": {"interval_s": 60, "backoff_min_s": 5, "backoff_max_s": 40, "mcps": static or [], **probe}})
     w = Wand(cfg, None, kernel=object())
     w.health = {n: Health(3, 2, healthy=True, state="up") for n in ("dsl", "lte")}
     w.mptcp = {n: MptcpVerdict(60, 5, 40, 2) for n in ("dsl", "lte")}
@@ -255,6 +255,22 @@ def test_daemon_drops_a_result_for_a_path_that_changed_and_tests_the_new_one_at_
     assert w.mptcp_result("lte", old, STRIPPED, "203.0.113.1", 103) is False and w.mptcp["lte"].stripped == 0
     w.ask_mptcp_tests(103)
     assert w.mptcp_workers["lte"].asked[-1] == MptcpTarget("wan2", (("198.51.100.11", "203.0.113.1"),))
+
+
+def test_daemon_never_tries_a_learned_mcp_outside_mcp_prefixes():
+    # A rogue DHCP server on wan2 named its own MCP: the converter refuses it, wand tries it not.
+    doc = {"wans": {"wan1": {"v4": {"mcps": [["203.0.113.1"]]}},
+                    "wan2": {"v4": {"mcps": [["198.51.100.66"]]}, "v6": {"mcps": [["::ffff:198.51.100.67"]]}}}}
+    w = wand_with(doc, mcp_prefixes=["203.0.113.0/24"])
+    w.plan_mptcp_tests(TARGETS, 1)
+    # wan2 learned no usable MCP: it is tested against the one wan1 learned.
+    assert w.mptcp_targets["lte"] == MptcpTarget("wan2", (("198.51.100.10", "203.0.113.1"),))
+    w = wand_with({"wans": {"wan2": {"v4": {"mcps": [["198.51.100.66"]]}}}}, mcp_prefixes=["203.0.113.0/24"])
+    w.plan_mptcp_tests(TARGETS, 1)
+    assert w.mptcp_targets == {}  # nothing to try: no test, no verdict
+    w = wand_with({"wans": {"wan2": {"v4": {"mcps": [["198.51.100.66"]]}}}})
+    w.plan_mptcp_tests(TARGETS, 1)
+    assert w.mptcp_targets["lte"].pairs == (("198.51.100.10", "198.51.100.66"),)  # no prefixes: anywhere
 
 
 def test_daemon_without_the_probe_blocks_nothing():

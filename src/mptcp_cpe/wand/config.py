@@ -7,7 +7,7 @@ field and the value; the running state is kept.
     {"host": "cpe-lyon-01", "policy": "balance",
      "probe": {"interval_s": 1.0, "timeout_s": 1.0, "down_count": 3, "up_count": 2},
      "mptcp_probe": {"enabled": true, "interval_s": 300, "backoff_min_s": 30, "backoff_max_s": 900,
-                     "stripped_count": 2, "timeout_s": 3.0, "port": 5124, "mcps": []},
+                     "stripped_count": 2, "timeout_s": 3.0, "port": 5124, "mcps": [], "mcp_prefixes": []},
      "route_protocol": 201, "rule_priority": 10000, "default_table": 200, "table_base": 100,
      "endpoint_id_base": 100, "nft_table": "mptcp_cpe_wand",
      "state_file": "/run/mptcp-cpe/wan.json", "mcp_state": "/run/mptcp-cpe/mcp.json",
@@ -21,7 +21,8 @@ Every key but ``wans`` has the default shown (``lans`` none, ``ra`` as in
 `lanprefix.RaSettings`). A WAN without ``table`` gets ``table_base + 1 + its index``.
 ``mptcp_probe``: whether MPTCP survives each WAN's path to the MCPs (`probe.MptcpVerdict`):
 an MPTCP connection to an MCP on ``port``, from the WAN's address; ``mcps`` are tried when
-mcp.json names none for the WAN (after those other WANs learned). A WAN whose path strips
+mcp.json names none for the WAN (after those other WANs learned). A learned MCP outside
+``mcp_prefixes`` (when set: the converter's) is never tried, as the converter never uses it. A WAN whose path strips
 MPTCP options keeps its routes and NAT but loses its MPTCP endpoint (``mptcp-blocked``).
 ``lans``: the LANs that get a /64 of each WAN's delegated prefix (`lanprefix`); without
 ``ra`` wand numbers and routes them but announces nothing. A LAN's ``dhcp`` ranges (role
@@ -47,12 +48,14 @@ from ..checks import (
     integer,
     key_names,
     mcp_lists,
+    prefixes,
     nft_name,
     number,
     parse_table,
     route_protocol,
 )
 from ..inventory import MAX_WANS, Lan, Wan, number_tables, parse_lans, parse_wans
+from ..mcptrust import address_problem
 from ..settings import config_host, read_config
 from ..state import MCP_STATE, WAN_STATE
 from .lanprefix import RaSettings, ra_settings
@@ -70,7 +73,7 @@ TOP_KEYS = frozenset({"host", "policy", "probe", "mptcp_probe", "route_protocol"
 LAN_DHCP_KEYS = frozenset({"state_dir", "reload"})
 PROBE_KEYS = frozenset({"interval_s", "timeout_s", "down_count", "up_count"})
 MPTCP_PROBE_KEYS = frozenset({"enabled", "interval_s", "backoff_min_s", "backoff_max_s", "stripped_count", "timeout_s",
-                              "port", "mcps"})
+                              "port", "mcps", "mcp_prefixes"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class MptcpProbeSettings:
     timeout_s: float = 3.0  # the MPTCP handshake with the MCP may take this long (then: no verdict)
     port: int = 5124  # the MCPs' port (RFC 8803; the converter's mcp_port)
     mcps: tuple[tuple[str, ...], ...] = ()  # static MCPs (the converter's mcps), for a WAN that learned none
+    mcp_prefixes: tuple = ()  # where MCPs may be (empty: anywhere; the converter's): learned ones outside are not tried
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,8 @@ class WandConfig:
             "host": self.host,
             "policy": self.policy,
             "probe": dataclasses.asdict(self.probe),
-            "mptcp_probe": {**dataclasses.asdict(self.mptcp_probe), "mcps": [list(m) for m in self.mptcp_probe.mcps]},
+            "mptcp_probe": {**dataclasses.asdict(self.mptcp_probe), "mcps": [list(m) for m in self.mptcp_probe.mcps],
+                            "mcp_prefixes": [str(p) for p in self.mptcp_probe.mcp_prefixes]},
             "route_protocol": self.route_protocol,
             "rule_priority": self.rule_priority,
             "default_table": self.default_table,
@@ -188,7 +193,14 @@ def _mptcp_probe_settings(host: str, raw: Any) -> MptcpProbeSettings:
         timeout_s=errors.check(number, host, "mptcp_probe.timeout_s", raw.get("timeout_s", d.timeout_s), 0.1, 60),
         port=errors.check(integer, host, "mptcp_probe.port", raw.get("port", d.port), 1, 65535),
         mcps=errors.check(mcp_lists, host, "mptcp_probe.mcps", raw.get("mcps", [])),
+        mcp_prefixes=errors.check(prefixes, host, "mptcp_probe.mcp_prefixes", raw.get("mcp_prefixes", [])),
     )
+    errors.raise_any()
+    for i, mcp in enumerate(settings.mcps):
+        for j, address in enumerate(mcp):
+            problem = address_problem(address, settings.mcp_prefixes)
+            if problem is not None:
+                errors.add(ConfigError(host, f"mptcp_probe.mcps[{i}][{j}]", f"cannot be an MCP: {problem}", address))
     errors.raise_any()
     if settings.backoff_max_s < settings.backoff_min_s:
         raise ConfigError(host, "mptcp_probe.backoff_max_s", f"shorter than mptcp_probe.backoff_min_s ({backoff_min:g})",

@@ -48,6 +48,7 @@ from typing import Any
 from .. import landhcp
 from ..build import build_id
 from ..inventory import InventoryError
+from ..mcptrust import mcp_verdicts
 from ..netlink import (
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV4_ROUTE,
@@ -551,15 +552,19 @@ class Wand:
 
     def plan_mptcp_tests(self, targets: dict[str, Any], now: float) -> None:
         """What each WAN's MPTCP test tries now: its own address of each family to the MCPs
-        it learned (mcp.json), else to those the others learned and the static ones. A WAN
-        whose addresses or MCPs changed is tested again at once."""
+        it learned (mcp.json), else to those the others learned and the static ones; never
+        a learned MCP outside mcp_prefixes. A WAN whose addresses or MCPs changed is tested
+        again at once."""
         if not self.mptcp:
             self.mptcp_targets = {}
             return
+        # What DHCP taught, without the addresses the converter would refuse (outside
+        # mcp_prefixes: a rogue DHCP server's MCP gets no connection from wand either).
+        trusted = self.cfg.mptcp_probe.mcp_prefixes
         learned: dict[str, list[list[str]]] = {}
         for device, _, lists in learned_mcps(self.mcp_doc):
-            learned.setdefault(device, []).extend(lists)
-        others = [list(m) for m in dhcp_mcps(self.mcp_doc)] + [list(m) for m in self.cfg.mptcp_probe.mcps]
+            learned.setdefault(device, []).extend(mcp_verdicts(lists, trusted)[0])
+        others = list(mcp_verdicts(dhcp_mcps(self.mcp_doc), trusted)[0]) + list(self.cfg.mptcp_probe.mcps)
         new: dict[str, MptcpTarget] = {}
         for name, (device, sources, _) in targets.items():
             pairs = mptcp_targets(sources, learned.get(device, []), others)
