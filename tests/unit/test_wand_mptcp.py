@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from mptcp_cpe.wand.config import from_dict
 from mptcp_cpe.wand.daemon import MptcpTarget, Wand
+from mptcp_cpe.wand import probe
 from mptcp_cpe.wand.plan import Link, desired
 from mptcp_cpe.wand.probe import (
     BLOCKED,
@@ -22,6 +23,7 @@ from mptcp_cpe.wand.probe import (
     UNKNOWN,
     Health,
     MptcpVerdict,
+    mptcp_round,
     mptcp_targets,
 )
 
@@ -171,6 +173,27 @@ def test_targets_take_mapped_addresses_as_ipv4_and_never_link_local_or_loopback(
 def test_targets_are_at_most_mptcp_tries():
     own = [[f"203.0.113.{i}"] for i in range(1, 10)]
     assert len(mptcp_targets(SOURCES, own, [])) == MPTCP_TRIES
+
+
+def test_a_round_tries_mcps_until_one_gives_a_verdict_and_takes_errors_for_none(monkeypatch):
+    answers = {"203.0.113.1": OSError(101, "Network is unreachable"), "203.0.113.2": NO_VERDICT,
+               "203.0.113.3": STRIPPED, "203.0.113.4": PASSES}
+    tried = []
+
+    def fake_test(source, device, target, port, timeout):
+        tried.append((source, device, target, port, timeout))
+        answer = answers[target]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(probe, "mptcp_test", fake_test)
+    pairs = tuple(("198.51.100.10", f"203.0.113.{i}") for i in range(1, 5))
+    assert mptcp_round("wan2", pairs, 5124, 1.5) == (STRIPPED, "203.0.113.3")
+    assert tried == [("198.51.100.10", "wan2", f"203.0.113.{i}", 5124, 1.5) for i in (1, 2, 3)]
+    # Nothing but silence and errors: no verdict, naming the last MCP tried.
+    assert mptcp_round("wan2", pairs[:2], 5124, 1.5) == (NO_VERDICT, "203.0.113.2")
+    assert mptcp_round("wan2", (), 5124, 1.5) == (NO_VERDICT, None)
 
 
 # --- the planner: a blocked WAN loses its endpoint, nothing else
