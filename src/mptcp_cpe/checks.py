@@ -195,6 +195,19 @@ def unicast_address(host: str, field: str, value: Any) -> str:
     return str(addr)
 
 
+def mcp_lists(host: str, field: str, raw: Any) -> tuple[tuple[str, ...], ...]:
+    """Static MCPs: a list of MCPs, each a non-empty list of its unicast addresses in the
+    order to try them (the converter's ``mcps``, wand's ``mptcp_probe.mcps``)."""
+    if not isinstance(raw, list):
+        raise ConfigError(host, field, "must be a list of MCPs, each a list of its addresses", raw)
+    out = []
+    for i, mcp in enumerate(raw):
+        if not isinstance(mcp, list) or not mcp:
+            raise ConfigError(host, f"{field}[{i}]", "must be a non-empty list of addresses", mcp)
+        out.append(tuple(unicast_address(host, f"{field}[{i}][{j}]", a) for j, a in enumerate(mcp)))
+    return tuple(out)
+
+
 def interfaces(host: str, field: str, value: Any, *, minimum: int = 0) -> tuple[str, ...]:
     if not isinstance(value, list) or len(value) < minimum:
         raise ConfigError(host, field, f"must be a list of at least {minimum} interface name(s)", value)

@@ -159,6 +159,16 @@ class WanRecord:
     endpoints: tuple[int, ...] = ()
     # The prefixes delegated to it (DHCPv6 IA_PD); None: not a WAN that asks for one.
     delegated: tuple[str, ...] | None = None
+    # Whether MPTCP survives its path to the MCPs: passes, blocked (mptcp-blocked: no MPTCP
+    # endpoint, direct traffic as before) or unknown; None: a wan.json from before the test.
+    mptcp: str | None = None
+    mptcp_since: str | None = None  # ISO time of the last change of ``mptcp``
+    mptcp_next_test: str | None = None  # ISO time the next test is due (None: none planned)
+    mptcp_mcp: str | None = None  # the MCP address of the last test
+
+    @property
+    def mptcp_blocked(self) -> bool:
+        return self.mptcp == "blocked"
 
     def as_json(self) -> dict[str, Any]:
         return {"device": self.device, "kind": self.kind, "table": self.table, "backup": self.backup,
@@ -166,7 +176,9 @@ class WanRecord:
                 "healthy": self.healthy, "state": self.state, "since": self.since,
                 "last_probe_rtt_ms": self.last_probe_rtt_ms, "in_default_route": self.in_default_route,
                 "endpoints": list(self.endpoints),
-                "delegated": None if self.delegated is None else list(self.delegated)}
+                "delegated": None if self.delegated is None else list(self.delegated),
+                "mptcp": self.mptcp, "mptcp_since": self.mptcp_since, "mptcp_next_test": self.mptcp_next_test,
+                "mptcp_mcp": self.mptcp_mcp}
 
     @classmethod
     def from_json(cls, name: str, raw: Any) -> WanRecord:
@@ -177,7 +189,9 @@ class WanRecord:
                    healthy=bool(raw.get("healthy")), state=raw.get("state"), since=raw.get("since"),
                    last_probe_rtt_ms=raw.get("last_probe_rtt_ms"), in_default_route=bool(raw.get("in_default_route")),
                    endpoints=tuple(raw.get("endpoints") or ()),
-                   delegated=None if raw.get("delegated") is None else tuple(raw.get("delegated") or ()))
+                   delegated=None if raw.get("delegated") is None else tuple(raw.get("delegated") or ()),
+                   mptcp=raw.get("mptcp"), mptcp_since=raw.get("mptcp_since"), mptcp_next_test=raw.get("mptcp_next_test"),
+                   mptcp_mcp=raw.get("mptcp_mcp"))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """``mptcp-cpe status``: the WANs (wand's wan.json) and the MCPs learned (mcp.json) for people,
-with the learned MCPs the converter refuses (judged by its config). Light on imports: the
+with each WAN's MPTCP verdict (passes, blocked: ``mptcp-blocked``, unknown) and the learned
+MCPs the converter refuses (judged by its config). Light on imports: the
 converter and rtnetlink load only when there is an mcp.json to judge."""
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from .state import FAMILIES, MCP_STATE, WAN_STATE, StateFileError, WanState, learned_mcps, read_json, read_wan_state
+from .state import (FAMILIES, MCP_STATE, WAN_STATE, StateFileError, WanRecord, WanState, learned_mcps, read_json,
+                    read_wan_state)
 
 CONVERTER_CONFIG = Path("/etc/mptcp-cpe/converter.json")
 
@@ -41,6 +43,18 @@ def mcp_refusals(mcp_state: dict | None, converter_config: Path) -> tuple[dict, 
     return state_verdicts(mcp_state, cfg.mcp_prefixes, cfg.lan_prefixes, own), None
 
 
+def mptcp_text(w: WanRecord) -> str:
+    """A WAN's MPTCP verdict in words: whether MPTCP survives its path to the MCPs."""
+    words = {"passes": "passes", "blocked": "blocked (mptcp-blocked: MPTCP options stripped on the way to the MCP; "
+                                           "no MPTCP endpoint, direct traffic as before)"}
+    text = f"MPTCP {words.get(w.mptcp, w.mptcp)}"
+    if w.mptcp_since and w.mptcp in words:
+        text += f" since {w.mptcp_since}"
+    text += f"; MCP tried {w.mptcp_mcp}" if w.mptcp_mcp else ""
+    text += f"; next test {w.mptcp_next_test}" if w.mptcp_next_test else "; no test planned (no MCP known, or mptcp_probe off)"
+    return text
+
+
 def status_text(wan_state: dict, mcp_state: dict | None = None, refused: dict | None = None) -> str:
     """wan.json and mcp.json (their JSON) for people, with the MCPs the converter refuses."""
     wan = WanState.from_json(wan_state)
@@ -51,12 +65,15 @@ def status_text(wan_state: dict, mcp_state: dict | None = None, refused: dict | 
     learned = {(device, fam): lists for device, fam, lists in learned_mcps(mcp_state)}
     for w in sorted(wan.wans, key=lambda w: w.name):
         rtt = "-" if w.last_probe_rtt_ms is None else f"{w.last_probe_rtt_ms:.1f}"
-        flags = [flag for flag, on in (("backup", w.backup), ("default", w.in_default_route)) if on]
+        flags = [flag for flag, on in (("backup", w.backup), ("default", w.in_default_route),
+                                       ("mptcp-blocked", w.mptcp_blocked)) if on]
         gws = ", ".join(g for g in w.gateway.values() if g) or "-"
         addrs = ", ".join(w.addresses) or "-"
         table = "-" if w.table is None else w.table
         lines.append(f"{w.name:<12} {w.device or '?':<10} {w.state or '?':<10} {w.since or '-':<26} "
                      f"{rtt:>7} {table:>6}  {addrs} via {gws}" + (f" [{', '.join(flags)}]" if flags else ""))
+        if w.mptcp is not None:
+            lines.append(f"{'':<12} {mptcp_text(w)}")
         if w.delegated is not None:
             lines.append(f"{'':<12} delegated: " + (", ".join(w.delegated) if w.delegated
                                                       else "none (the ISP delegated no prefix)"))

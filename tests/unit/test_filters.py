@@ -361,6 +361,8 @@ def test_mptcp_limit_max_is_the_kernel_maximum():
 ROLE_SETTINGS = {
     "policy": "balance",
     "probe": {"interval_s": 0.5, "timeout_s": 0.5, "down_count": 3, "up_count": 2},
+    "mptcp_probe": {"enabled": True, "interval_s": 300, "backoff_min_s": 30, "backoff_max_s": 900, "stripped_count": 2,
+                    "timeout_s": 3.0, "port": 5124, "mcps": [["203.0.113.1"]], "mcp_prefixes": ["203.0.113.0/24"]},
     "route_protocol": 201,
     "rule_priority": 10000,
     "default_table": 200,
@@ -387,6 +389,8 @@ def test_wand_config_defaults_without_settings():
     assert cfg == {
         "host": HOST, "policy": "balance",
         "probe": {"interval_s": 1.0, "timeout_s": 1.0, "down_count": 3, "up_count": 2},
+        "mptcp_probe": {"enabled": True, "interval_s": 300.0, "backoff_min_s": 30.0, "backoff_max_s": 900.0,
+                        "stripped_count": 2, "timeout_s": 3.0, "port": 5124, "mcps": [], "mcp_prefixes": []},
         "route_protocol": 201, "rule_priority": 10000, "default_table": 200, "table_base": 100,
         "endpoint_id_base": 100, "nft_table": "mptcp_cpe_wand", "state_file": "/run/mptcp-cpe/wan.json",
         "mcp_state": "/run/mptcp-cpe/mcp.json",
@@ -427,6 +431,8 @@ def test_wand_config_does_not_modify_arguments():
                      f"{HOST}: policy: must be one of balance, failover (got 'roundrobin')", id="policy"),
         pytest.param([DSL], {"probe": {"interval_s": 1, "timeout_s": 2}},
                      f"{HOST}: probe.timeout_s: longer than probe.interval_s (1) (got 2)", id="timeout"),
+        pytest.param([DSL], {"mptcp_probe": {"backoff_min_s": 60, "backoff_max_s": 30}},
+                     f"{HOST}: mptcp_probe.backoff_max_s: shorter than mptcp_probe.backoff_min_s (60) (got 30)", id="mptcp-backoff"),
         pytest.param([DSL], {"route_protocol": 4},
                      f"{HOST}: route_protocol: belongs to the kernel or a routing daemon (see /etc/iproute2/rt_protos) (got 4)",
                      id="protocol"),
@@ -1101,3 +1107,41 @@ def test_host_config_errors_name_the_role_variables():
         "laptop-7: mptcp_host_interface: not an interface name (1-15 octets, no '/', ':' or blanks) (got '')",
         "laptop-7: mptcp_host_table_base: tables mptcp_host_table_base+1..+8 would take the kernel's table 253 (got 250)",
     ]
+
+
+# ---------------------------------------------------------------------------
+# cpe_multiwan: the probes' settings by their variables, rendered into wand's config
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("section", ["probe", "mptcp_probe"])
+def test_multiwan_probe_settings_are_the_config_keys_by_their_variables(section):
+    settings = role_yaml("cpe_multiwan", "vars/main.yml")["__cpe_multiwan_settings"][section]
+    defaults = role_yaml("cpe_multiwan", "defaults/main.yml")
+    keys = wand_config.PROBE_KEYS if section == "probe" else wand_config.MPTCP_PROBE_KEYS
+    # Every key, each from cpe_multiwan_<section>_<key>: an error about mptcp_probe.port is
+    # about cpe_multiwan_mptcp_probe_port.
+    assert set(settings) == keys
+    for key, value in settings.items():
+        assert value.startswith(f"{{{{ cpe_multiwan_{section}_{key} ") and value.endswith("}}")
+        assert f"cpe_multiwan_{section}_{key}" in defaults
+
+
+def test_multiwan_mptcp_probe_defaults_render_to_wands_defaults_or_the_converters_mcps():
+    defaults = role_yaml("cpe_multiwan", "defaults/main.yml")
+    settings = role_yaml("cpe_multiwan", "vars/main.yml")["__cpe_multiwan_settings"]["mptcp_probe"]
+
+    def rendered(**context):
+        values = {k: json.loads(_render(str(defaults[f"cpe_multiwan_mptcp_probe_{k}"]), **context))
+                  if isinstance(defaults[f"cpe_multiwan_mptcp_probe_{k}"], str) else defaults[f"cpe_multiwan_mptcp_probe_{k}"]
+                  for k in settings}
+        return f.wand_config_for([DSL], HOST, mptcp_probe=values)["mptcp_probe"]
+
+    # Without the converter's variables: wand's own defaults.
+    assert rendered() == f.wand_config_for([DSL], HOST)["mptcp_probe"]
+    # With them: the converter's MCP port and static MCPs.
+    got = rendered(cpe_converter_mcp_port=8803, cpe_converter_mcps=[["203.0.113.1"]], cpe_mcp_prefixes=["203.0.113.0/24"])
+    assert (got["port"], got["mcps"], got["mcp_prefixes"]) == (8803, [["203.0.113.1"]], ["203.0.113.0/24"])
+    # The converter's own prefixes win over the inventory's, as for the converter.
+    got = rendered(cpe_mcp_prefixes=["203.0.113.0/24"], cpe_converter_mcp_prefixes=["198.51.100.0/24"])
+    assert got["mcp_prefixes"] == ["198.51.100.0/24"]

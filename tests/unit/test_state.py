@@ -21,11 +21,13 @@ WAN_JSON = {"version": 1, "host": "cpe", "policy": "balance", "build": "c1f246f2
             "wans": {"dsl": {"device": "wan1", "kind": "dsl", "table": 101, "backup": False, "weight": 1,
                              "addresses": ["192.0.2.10/24"], "gateway": {"ipv4": "192.0.2.1", "ipv6": None},
                              "healthy": True, "state": "up", "since": "s", "last_probe_rtt_ms": 1.25,
-                             "in_default_route": True, "endpoints": [100], "delegated": ["2001:db8:1000::/56"]},
+                             "in_default_route": True, "endpoints": [100], "delegated": ["2001:db8:1000::/56"],
+                             "mptcp": "passes", "mptcp_since": "s", "mptcp_next_test": "n", "mptcp_mcp": "203.0.113.1"},
                      "lte": {"device": "wan2", "kind": "lte", "table": 102, "backup": True, "weight": 1,
                              "addresses": [], "gateway": {"ipv4": None, "ipv6": None}, "healthy": False,
                              "state": "down", "since": None, "last_probe_rtt_ms": None,
-                             "in_default_route": False, "endpoints": [], "delegated": None}},
+                             "in_default_route": False, "endpoints": [], "delegated": None,
+                             "mptcp": "blocked", "mptcp_since": "s", "mptcp_next_test": "n", "mptcp_mcp": "203.0.113.1"}},
             "lan_prefixes": [{"device": "lan0", "prefix": "2001:db8:1000::/64", "lan": "lan", "wan": "dsl",
                               "delegated": "2001:db8:1000::/56", "state": "preferred", "since": "s"}]}
 
@@ -34,6 +36,7 @@ def test_wan_state_reads_and_writes_the_same_layout(tmp_path):
     state = WanState.from_json(WAN_JSON)
     assert [w.name for w in state.wans] == ["dsl", "lte"]
     assert state.wan("dsl").addresses == ("192.0.2.10/24",) and state.wan("lte").backup
+    assert state.wan("lte").mptcp_blocked and not state.wan("dsl").mptcp_blocked
     assert state.as_json() == WAN_JSON
     path = tmp_path / "wan.json"
     write_wan_state(state, path)

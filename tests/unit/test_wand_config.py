@@ -28,6 +28,9 @@ def test_defaults_and_table_numbering():
     assert (c.probe.interval_s, c.probe.timeout_s, c.probe.down_count, c.probe.up_count) == (1.0, 1.0, 3, 2)
     assert (c.route_protocol, c.rule_priority, c.default_table, c.endpoint_id_base) == (201, 10000, 200, 100)
     assert str(c.state_file) == "/run/mptcp-cpe/wan.json"
+    mp = c.mptcp_probe
+    assert (mp.enabled, mp.interval_s, mp.backoff_min_s, mp.backoff_max_s, mp.stripped_count, mp.timeout_s, mp.port,
+            mp.mcps, mp.mcp_prefixes) == (True, 300.0, 30.0, 900.0, 2, 3.0, 5124, (), ())
     # as_dict is the normal form: loading it again gives the same config.
     assert from_dict(json.loads(json.dumps(c.as_dict()))) == c
 
@@ -62,6 +65,25 @@ def test_timeout_defaults_to_interval_when_shorter():
         pytest.param(cfg(probe={"down_count": 0}), "probe.down_count", 0, id="down-count"),
         pytest.param(cfg(probe={"every": 1}), "probe", None, id="probe-unknown-key"),
         pytest.param(cfg(probe=[1]), "probe", [1], id="probe-list"),
+        pytest.param(cfg(mptcp_probe={"enabled": "yes"}), "mptcp_probe.enabled", "yes", id="mptcp-enabled"),
+        pytest.param(cfg(mptcp_probe={"interval_s": 0.5}), "mptcp_probe.interval_s", 0.5, id="mptcp-interval"),
+        pytest.param(cfg(mptcp_probe={"backoff_min_s": 0}), "mptcp_probe.backoff_min_s", 0, id="mptcp-backoff-min"),
+        pytest.param(cfg(mptcp_probe={"backoff_min_s": 60, "backoff_max_s": 30}), "mptcp_probe.backoff_max_s", 30,
+                     id="mptcp-backoff-max-under-min"),
+        pytest.param(cfg(mptcp_probe={"backoff_max_s": 10}), "mptcp_probe.backoff_max_s", 10, id="mptcp-backoff-max-under-default-min"),
+        pytest.param(cfg(mptcp_probe={"stripped_count": 0}), "mptcp_probe.stripped_count", 0, id="mptcp-stripped-count"),
+        pytest.param(cfg(mptcp_probe={"stripped_count": 2.0}), "mptcp_probe.stripped_count", 2.0, id="mptcp-stripped-float"),
+        pytest.param(cfg(mptcp_probe={"timeout_s": 120}), "mptcp_probe.timeout_s", 120, id="mptcp-timeout"),
+        pytest.param(cfg(mptcp_probe={"port": 0}), "mptcp_probe.port", 0, id="mptcp-port"),
+        pytest.param(cfg(mptcp_probe={"mcps": ["203.0.113.1"]}), "mptcp_probe.mcps[0]", "203.0.113.1", id="mptcp-mcps-flat"),
+        pytest.param(cfg(mptcp_probe={"mcps": [["203.0.113.1", "224.0.0.1"]]}), "mptcp_probe.mcps[0][1]", "224.0.0.1",
+                     id="mptcp-mcps-multicast"),
+        pytest.param(cfg(mptcp_probe={"mcp_prefixes": ["203.0.113.1/24"]}), "mptcp_probe.mcp_prefixes[0]", "203.0.113.1/24",
+                     id="mptcp-prefix-host-bits"),
+        pytest.param(cfg(mptcp_probe={"mcps": [["198.51.100.1"]], "mcp_prefixes": ["203.0.113.0/24"]}),
+                     "mptcp_probe.mcps[0][0]", "198.51.100.1", id="mptcp-static-mcp-outside-prefixes"),
+        pytest.param(cfg(mptcp_probe={"every": 1}), "mptcp_probe", None, id="mptcp-unknown-key"),
+        pytest.param(cfg(mptcp_probe=True), "mptcp_probe", True, id="mptcp-not-a-mapping"),
         pytest.param(cfg(tables=1), "(config)", None, id="unknown-top-key"),
         pytest.param({"host": HOST}, "wans", None, id="no-wans"),
         pytest.param(cfg(wans=[{**DSL, "ipv4": {"address": "192.0.2.10/24", "gateway": "198.51.100.1"}}]),
@@ -106,7 +128,7 @@ json_like = st.recursive(
 )
 
 
-@given(key=st.sampled_from(["policy", "probe", "route_protocol", "rule_priority", "default_table", "table_base",
+@given(key=st.sampled_from(["policy", "probe", "mptcp_probe", "route_protocol", "rule_priority", "default_table", "table_base",
                             "endpoint_id_base", "nft_table", "state_file", "wans"]), value=json_like)
 def test_property_junk_is_refused_or_accepted(key, value):
     try:
@@ -138,3 +160,23 @@ def test_lan_dhcp_settings_round_trip_and_refusals():
         with pytest.raises(ConfigError) as exc:
             from_dict(cfg(lan_dhcp=bad))
         assert exc.value.field == field, str(exc.value)
+
+
+def test_mptcp_probe_settings_round_trip():
+    raw = cfg(mptcp_probe={"enabled": False, "interval_s": 10, "backoff_min_s": 2, "backoff_max_s": 8,
+                           "stripped_count": 3, "timeout_s": 0.5, "port": 8803,
+                           "mcps": [["203.0.113.1", "2001:db8::1"], ["198.51.100.1"]],
+                           "mcp_prefixes": ["203.0.113.0/24", "198.51.100.0/24", "2001:db8::/32"]})
+    c = from_dict(raw)
+    assert c.mptcp_probe.mcps == (("203.0.113.1", "2001:db8::1"), ("198.51.100.1",))
+    assert c.as_dict()["mptcp_probe"] == {**raw["mptcp_probe"], "interval_s": 10.0, "backoff_min_s": 2.0,
+                                          "backoff_max_s": 8.0}
+    assert from_dict(json.loads(json.dumps(c.as_dict()))) == c
+
+
+def test_mptcp_probe_mistakes_at_once():
+    with pytest.raises(InventoryError) as exc:
+        from_dict(cfg(mptcp_probe={"interval_s": 0, "stripped_count": -1, "port": "5124"}))
+    assert [(e.field, e.value) for e in exc.value.errors] == [
+        ("mptcp_probe.interval_s", 0), ("mptcp_probe.stripped_count", -1), ("mptcp_probe.port", "5124")]
+    assert str(exc.value).splitlines()[0] == f"{HOST}: mptcp_probe.interval_s: must be a number from 1 to 86400 (got 0)"

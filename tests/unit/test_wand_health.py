@@ -184,3 +184,50 @@ def test_status_text_shows_delegated_prefixes_and_lan_prefixes():
     lan = next(line for line in text.splitlines() if line.startswith("lan "))
     assert lan.split()[:4] == ["lan", "lan0", "deprecated", "s2"]
     assert "2001:db8:1000::/64 (from dsl, 2001:db8:1000::/56)" in lan
+
+
+MPTCP_WAN = {"host": "cpe", "policy": "balance", "updated": "t", "wans": {
+    "dsl": {"device": "wan1", "state": "up", "healthy": True, "since": "s", "addresses": ["192.0.2.10/24"],
+            "gateway": {"ipv4": "192.0.2.1"}, "in_default_route": True, "mptcp": "passes", "mptcp_since": "s1",
+            "mptcp_next_test": "n1", "mptcp_mcp": "203.0.113.1"},
+    "lte": {"device": "wan2", "state": "up", "healthy": True, "since": "s", "addresses": ["198.51.100.10/24"],
+            "gateway": {"ipv4": "198.51.100.1"}, "in_default_route": True, "mptcp": "blocked", "mptcp_since": "s2",
+            "mptcp_next_test": "n2", "mptcp_mcp": "203.0.113.1"},
+    "sat": {"device": "wan3", "state": "down", "since": "s", "addresses": [], "gateway": {}, "mptcp": "unknown",
+            "mptcp_since": None, "mptcp_next_test": None, "mptcp_mcp": None}}}
+
+
+def test_status_text_shows_each_wans_mptcp_verdict():
+    text = status_text(MPTCP_WAN).splitlines()
+    lte = text.index(next(line for line in text if line.startswith("lte ")))
+    assert text[lte].endswith("[default, mptcp-blocked]")
+    assert text[lte + 1] == (f"{'':<12} MPTCP blocked (mptcp-blocked: MPTCP options stripped on the way to the MCP; "
+                             "no MPTCP endpoint, direct traffic as before) since s2; MCP tried 203.0.113.1; next test n2")
+    dsl = text.index(next(line for line in text if line.startswith("dsl ")))
+    assert text[dsl].endswith("[default]")
+    assert text[dsl + 1] == f"{'':<12} MPTCP passes since s1; MCP tried 203.0.113.1; next test n1"
+    sat = text.index(next(line for line in text if line.startswith("sat ")))
+    assert text[sat + 1] == f"{'':<12} MPTCP unknown; no test planned (no MCP known, or mptcp_probe off)"
+    # A wan.json from a wand before the test: no line.
+    old = {**MPTCP_WAN, "wans": {"dsl": {k: v for k, v in MPTCP_WAN["wans"]["dsl"].items() if not k.startswith("mptcp")}}}
+    assert "MPTCP" not in status_text(old)
+
+
+def test_status_line_for_systemd_names_a_blocked_wan():
+    from mptcp_cpe.state import WanState
+    from mptcp_cpe.wand.daemon import status_line
+
+    assert status_line(WanState.from_json(MPTCP_WAN)) == \
+        "2 of 3 WANs up: dsl up, lte up mptcp-blocked, sat down; default route: dsl, lte"
+
+
+def test_status_json_carries_the_mptcp_fields(tmp_path, capsys):
+    import json
+
+    from mptcp_cpe import cli
+
+    (tmp_path / "wan.json").write_text(json.dumps(MPTCP_WAN))
+    assert cli.main(["status", "--json", "--state-file", str(tmp_path / "wan.json"), "--mcp-file", str(tmp_path / "mcp.json"),
+                     "--converter-config", str(tmp_path / "converter.json")]) == 0
+    lte = json.loads(capsys.readouterr().out)["wan"]["wans"]["lte"]
+    assert (lte["mptcp"], lte["mptcp_since"], lte["mptcp_next_test"], lte["mptcp_mcp"]) == ("blocked", "s2", "n2", "203.0.113.1")

@@ -14,6 +14,7 @@ from ..checks import (
     check_keys,
     integer,
     interfaces,
+    mcp_lists,
     nft_name,
     number,
     ports,
@@ -72,17 +73,6 @@ class ConverterConfig:
     fast_open: str = "auto"
 
 
-def _mcp_lists(host: str, field: str, raw: Any) -> tuple[tuple[str, ...], ...]:
-    if not isinstance(raw, list):
-        raise ConfigError(host, field, "must be a list of MCPs, each a list of its addresses", raw)
-    out = []
-    for i, mcp in enumerate(raw):
-        if not isinstance(mcp, list) or not mcp:
-            raise ConfigError(host, f"{field}[{i}]", "must be a non-empty list of addresses", mcp)
-        out.append(tuple(unicast_address(host, f"{field}[{i}][{j}]", a) for j, a in enumerate(mcp)))
-    return tuple(out)
-
-
 FAST_OPEN = ("auto", "off")
 
 
@@ -109,7 +99,7 @@ def from_dict(raw: Any, host: str = "localhost") -> ConverterConfig:
         lan_interfaces=errors.check(interfaces, host, "lan_interfaces", raw["lan_interfaces"], minimum=1),
         mcp_port=errors.check(integer, host, "mcp_port", raw.get("mcp_port", d.mcp_port), 1, 65535),
         listen_port=errors.check(integer, host, "listen_port", raw.get("listen_port", d.listen_port), 1, 65535),
-        mcps=errors.check(_mcp_lists, host, "mcps", raw.get("mcps", [])),
+        mcps=errors.check(mcp_lists, host, "mcps", raw.get("mcps", [])),
         mcp_file=errors.check(absolute_path, host, "mcp_file", raw.get("mcp_file", str(d.mcp_file))),
         mcp_prefixes=errors.check(prefixes, host, "mcp_prefixes", raw.get("mcp_prefixes", [])),
         lan_prefixes=errors.check(prefixes, host, "lan_prefixes", raw.get("lan_prefixes", [])),

@@ -6,6 +6,8 @@ field and the value; the running state is kept.
 
     {"host": "cpe-lyon-01", "policy": "balance",
      "probe": {"interval_s": 1.0, "timeout_s": 1.0, "down_count": 3, "up_count": 2},
+     "mptcp_probe": {"enabled": true, "interval_s": 300, "backoff_min_s": 30, "backoff_max_s": 900,
+                     "stripped_count": 2, "timeout_s": 3.0, "port": 5124, "mcps": [], "mcp_prefixes": []},
      "route_protocol": 201, "rule_priority": 10000, "default_table": 200, "table_base": 100,
      "endpoint_id_base": 100, "nft_table": "mptcp_cpe_wand",
      "state_file": "/run/mptcp-cpe/wan.json", "mcp_state": "/run/mptcp-cpe/mcp.json",
@@ -17,6 +19,11 @@ field and the value; the running state is kept.
 
 Every key but ``wans`` has the default shown (``lans`` none, ``ra`` as in
 `lanprefix.RaSettings`). A WAN without ``table`` gets ``table_base + 1 + its index``.
+``mptcp_probe``: whether MPTCP survives each WAN's path to the MCPs (`probe.MptcpVerdict`):
+an MPTCP connection to an MCP on ``port``, from the WAN's address; ``mcps`` are tried when
+mcp.json names none for the WAN (after those other WANs learned). A learned MCP outside
+``mcp_prefixes`` (when set: the converter's) is never tried, as the converter never uses it. A WAN whose path strips
+MPTCP options keeps its routes and NAT but loses its MPTCP endpoint (``mptcp-blocked``).
 ``lans``: the LANs that get a /64 of each WAN's delegated prefix (`lanprefix`); without
 ``ra`` wand numbers and routes them but announces nothing. A LAN's ``dhcp`` ranges (role
 cpe_lan_dhcp: single-homed MPTCP hosts) are routed out of their WANs; with ``lan_dhcp``
@@ -37,14 +44,18 @@ from ..checks import (
     ConfigError,
     Errors,
     absolute_path,
+    boolean,
     integer,
     key_names,
+    mcp_lists,
+    prefixes,
     nft_name,
     number,
     parse_table,
     route_protocol,
 )
 from ..inventory import MAX_WANS, Lan, Wan, number_tables, parse_lans, parse_wans
+from ..mcptrust import address_problem
 from ..settings import config_host, read_config
 from ..state import MCP_STATE, WAN_STATE
 from .lanprefix import RaSettings, ra_settings
@@ -56,11 +67,13 @@ MAIN_RULE_PRIORITY = 32766
 # Each WAN may have an IPv4 and an IPv6 endpoint: ids endpoint_id_base .. + 2 * MAX_WANS - 1.
 ENDPOINT_IDS = 2 * MAX_WANS
 
-TOP_KEYS = frozenset({"host", "policy", "probe", "route_protocol", "rule_priority", "default_table",
+TOP_KEYS = frozenset({"host", "policy", "probe", "mptcp_probe", "route_protocol", "rule_priority", "default_table",
                       "table_base", "endpoint_id_base", "nft_table", "state_file", "mcp_state", "wans",
                       "lans", "ra", "lan_dhcp"})
 LAN_DHCP_KEYS = frozenset({"state_dir", "reload"})
 PROBE_KEYS = frozenset({"interval_s", "timeout_s", "down_count", "up_count"})
+MPTCP_PROBE_KEYS = frozenset({"enabled", "interval_s", "backoff_min_s", "backoff_max_s", "stripped_count", "timeout_s",
+                              "port", "mcps", "mcp_prefixes"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,21 @@ class ProbeSettings:
     timeout_s: float = 1.0  # a probe unanswered after this has failed (at most interval_s)
     down_count: int = 3  # this many failed rounds in a row: the WAN is down
     up_count: int = 2  # this many good rounds in a row: the WAN is up again
+
+
+@dataclass(frozen=True)
+class MptcpProbeSettings:
+    """The MPTCP test of each WAN's path to the MCPs (`probe.MptcpVerdict` keeps the schedule)."""
+
+    enabled: bool = True
+    interval_s: float = 300.0  # a WAN where MPTCP passes is tested again after this
+    backoff_min_s: float = 30.0  # a blocked WAN is tested again after this, doubling each time it is still stripped,
+    backoff_max_s: float = 900.0  # up to this
+    stripped_count: int = 2  # this many stripped results in a row: mptcp-blocked
+    timeout_s: float = 3.0  # the MPTCP handshake with the MCP may take this long (then: no verdict)
+    port: int = 5124  # the MCPs' port (RFC 8803; the converter's mcp_port)
+    mcps: tuple[tuple[str, ...], ...] = ()  # static MCPs (the converter's mcps), for a WAN that learned none
+    mcp_prefixes: tuple = ()  # where MCPs may be (empty: anywhere; the converter's): learned ones outside are not tried
 
 
 @dataclass(frozen=True)
@@ -93,6 +121,7 @@ class WandConfig:
     wans: tuple[Wan, ...]  # every WAN has its table
     policy: str = "balance"
     probe: ProbeSettings = ProbeSettings()
+    mptcp_probe: MptcpProbeSettings = MptcpProbeSettings()
     route_protocol: int = 201
     rule_priority: int = 10000
     default_table: int = 200
@@ -113,6 +142,8 @@ class WandConfig:
             "host": self.host,
             "policy": self.policy,
             "probe": dataclasses.asdict(self.probe),
+            "mptcp_probe": {**dataclasses.asdict(self.mptcp_probe), "mcps": [list(m) for m in self.mptcp_probe.mcps],
+                            "mcp_prefixes": [str(p) for p in self.mptcp_probe.mcp_prefixes]},
             "route_protocol": self.route_protocol,
             "rule_priority": self.rule_priority,
             "default_table": self.default_table,
@@ -148,6 +179,35 @@ def _probe_settings(host: str, raw: Any) -> ProbeSettings:
     )
 
 
+def _mptcp_probe_settings(host: str, raw: Any) -> MptcpProbeSettings:
+    check_keys(host, "mptcp_probe", raw, MPTCP_PROBE_KEYS)
+    d = MptcpProbeSettings()
+    errors = Errors()
+    backoff_min = errors.check(number, host, "mptcp_probe.backoff_min_s", raw.get("backoff_min_s", d.backoff_min_s), 1, 86400)
+    settings = MptcpProbeSettings(
+        enabled=errors.check(boolean, host, "mptcp_probe.enabled", raw.get("enabled", d.enabled)),
+        interval_s=errors.check(number, host, "mptcp_probe.interval_s", raw.get("interval_s", d.interval_s), 1, 86400),
+        backoff_min_s=backoff_min,
+        backoff_max_s=errors.check(number, host, "mptcp_probe.backoff_max_s", raw.get("backoff_max_s", d.backoff_max_s), 1, 86400),
+        stripped_count=errors.check(integer, host, "mptcp_probe.stripped_count", raw.get("stripped_count", d.stripped_count), 1, 100),
+        timeout_s=errors.check(number, host, "mptcp_probe.timeout_s", raw.get("timeout_s", d.timeout_s), 0.1, 60),
+        port=errors.check(integer, host, "mptcp_probe.port", raw.get("port", d.port), 1, 65535),
+        mcps=errors.check(mcp_lists, host, "mptcp_probe.mcps", raw.get("mcps", [])),
+        mcp_prefixes=errors.check(prefixes, host, "mptcp_probe.mcp_prefixes", raw.get("mcp_prefixes", [])),
+    )
+    errors.raise_any()
+    for i, mcp in enumerate(settings.mcps):
+        for j, address in enumerate(mcp):
+            problem = address_problem(address, settings.mcp_prefixes)
+            if problem is not None:
+                errors.add(ConfigError(host, f"mptcp_probe.mcps[{i}][{j}]", f"cannot be an MCP: {problem}", address))
+    errors.raise_any()
+    if settings.backoff_max_s < settings.backoff_min_s:
+        raise ConfigError(host, "mptcp_probe.backoff_max_s", f"shorter than mptcp_probe.backoff_min_s ({backoff_min:g})",
+                          raw.get("backoff_max_s"))
+    return settings
+
+
 def _policy(host: str, value: Any) -> str:
     if value not in POLICIES:
         raise ConfigError(host, "policy", f"must be one of {', '.join(POLICIES)}", value)
@@ -173,6 +233,7 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
     state_file = errors.check(absolute_path, host, "state_file", raw.get("state_file", str(d.state_file)))
     mcp_state = errors.check(absolute_path, host, "mcp_state", raw.get("mcp_state", str(d.mcp_state)))
     probe = errors.check(_probe_settings, host, raw.get("probe", {}))
+    mptcp_probe = errors.check(_mptcp_probe_settings, host, raw.get("mptcp_probe", {}))
     ra = errors.check(ra_settings, host, raw["ra"]) if raw.get("ra") is not None else None
     lan_dhcp = errors.check(_lan_dhcp, host, raw["lan_dhcp"]) if raw.get("lan_dhcp") is not None else None
     if "wans" not in raw:
@@ -199,6 +260,7 @@ def from_dict(raw: Any, host: str = "localhost") -> WandConfig:
         wans=tuple(numbered),
         policy=policy,
         probe=probe,
+        mptcp_probe=mptcp_probe,
         route_protocol=proto,
         rule_priority=prio,
         default_table=default_table,

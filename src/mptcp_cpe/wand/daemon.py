@@ -2,11 +2,19 @@
 
 One loop owns the kernel state. It wakes on netlink events (a WAN address appears, changes
 or goes; a link or a DHCP/RA default route changes), on a probe verdict that flips a WAN's
-health, on a change of mcp.json (a delegated prefix comes or goes), on SIGHUP and SIGTERM,
-and every ``RESYNC_S`` to repair what someone else removed. Each wake: read the WAN links
+health, on an MPTCP test's result, on a change of mcp.json (a delegated prefix or an MCP
+comes or goes), on SIGHUP and SIGTERM, when a WAN's MPTCP test is due, and every
+``RESYNC_S`` to repair what someone else removed. Each wake: read the WAN links
 and what wand owns, number the LANs' /64s from the delegated prefixes (``lanprefix``),
 compute what should be (``plan``), apply the difference, write wan.json and radvd's
 configuration (radvd told to reread it when it changed).
+
+MPTCP through each WAN (``mptcp_probe``): a worker thread per WAN runs the test
+(`probe.mptcp_round`) when the loop asks, off the loop; the loop keeps each WAN's
+`probe.MptcpVerdict` and asks when a healthy WAN's test is due (at once when it comes up,
+or its address or MCPs change). A blocked WAN (``mptcp-blocked``) keeps everything but its
+MPTCP endpoint. The verdicts are in wan.json; a new wand (restart, live upgrade) takes
+them from there, so no endpoint comes back before a test says so.
 
 Signals: SIGHUP reloads the config (a bad one is refused with one line; the running state
 stays); SIGTERM and SIGINT remove everything wand made and exit 0; SIGUSR2 is a live
@@ -32,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from socket import AF_INET6
 from typing import Any
@@ -39,6 +48,7 @@ from typing import Any
 from .. import landhcp
 from ..build import build_id
 from ..inventory import InventoryError
+from ..mcptrust import mcp_verdicts
 from ..netlink import (
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV4_ROUTE,
@@ -55,6 +65,8 @@ from ..state import (
     WanRecord,
     WanState,
     delegated_prefixes,
+    dhcp_mcps,
+    learned_mcps,
     read_json,
     read_wan_state,
     write_text_atomic,
@@ -66,7 +78,7 @@ from .config import WandConfig
 from .kernel import Kernel
 from .lanprefix import LanPrefix
 from .plan import FAMILIES, FAMILY_KEY, Owned, addresses, changes, desired, gateway, teardown, usable
-from .probe import Health, Prober
+from .probe import BLOCKED, NO_VERDICT, PASSES, STRIPPED, UNKNOWN, Health, MptcpVerdict, Prober, mptcp_round, mptcp_targets
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +89,7 @@ UPGRADE_CHECK_S = 30.0  # the new code's config check before a live upgrade, at 
 UPGRADED_FROM = "MPTCP_CPE_WAND_UPGRADED_FROM"  # set across the re-exec: the build before it
 STATE_POLL_S = 1.0  # how often mcp.json is looked at for a new or withdrawn delegated prefix
 RA_RELOAD_S = 10.0  # radvd's reload command may take this long
+MIN_WAKE_S = 0.05  # the loop's shortest sleep before a due MPTCP test
 GROUPS = (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE
           | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_RULE)
 
@@ -96,11 +109,16 @@ def _parse_iso(text: object) -> float | None:
 
 def status_line(state: WanState) -> str:
     """One line for ``systemctl status``: how many WANs are up, each WAN's state, and which
-    carry the default route, e.g. ``1 of 2 WANs up: dsl up, lte down; default route: dsl``."""
+    carry the default route, e.g. ``1 of 2 WANs up: dsl up, lte down; default route: dsl``;
+    a WAN whose path strips MPTCP says so: ``lte up mptcp-blocked``."""
     up = [w.name for w in state.wans if w.healthy]
-    each = ", ".join(f"{w.name} {w.state or '?'}" for w in state.wans)
+    each = ", ".join(_wan_words(w) for w in state.wans)
     default = [w.name for w in state.wans if w.in_default_route]
     return f"{len(up)} of {len(state.wans)} WANs up: {each}; default route: {', '.join(default) or 'none'}"
+
+
+def _wan_words(w: WanRecord) -> str:
+    return f"{w.name} {w.state or '?'}" + (" mptcp-blocked" if w.mptcp_blocked else "")
 
 
 class NetlinkWatcher(threading.Thread):
@@ -174,6 +192,39 @@ class ProbeWorker(threading.Thread):
             self.stopped.wait(max(0.0, self.interval - (time.monotonic() - start)))
 
 
+@dataclass(frozen=True)
+class MptcpTarget:
+    """What one WAN's MPTCP test tries: its device and the (source, MCP) pairs in order."""
+
+    device: str
+    pairs: tuple[tuple[str, str], ...]
+
+
+class MptcpWorker(threading.Thread):
+    """One WAN's MPTCP tests, each when the loop asks (`ask`), reported as an ("mptcp",
+    (WAN, target, result, MCP)) event: a test takes up to MPTCP_TRIES x timeout_s, which
+    the loop must not wait for."""
+
+    def __init__(self, wan_name: str, port: int, timeout: float, events: queue.Queue) -> None:
+        super().__init__(name=f"mptcp-{wan_name}", daemon=True)
+        self.wan_name, self.port, self.timeout, self.events = wan_name, port, timeout, events
+        self.requests: queue.Queue = queue.Queue()
+        self.stopped = threading.Event()
+
+    def ask(self, target: MptcpTarget) -> None:
+        self.requests.put(target)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.requests.put(None)
+
+    def run(self) -> None:
+        while (target := self.requests.get()) is not None and not self.stopped.is_set():
+            result, mcp = mptcp_round(target.device, target.pairs, self.port, self.timeout)
+            if not self.stopped.is_set():
+                self.events.put(("mptcp", (self.wan_name, target, result, mcp)))
+
+
 class Wand:
     def __init__(self, cfg: WandConfig, config_path: Path | None, kernel: Kernel | None = None) -> None:
         self.cfg = cfg
@@ -184,10 +235,18 @@ class Wand:
         self.targets: dict[str, Any] = {}
         self.lock = threading.Lock()
         self.workers: dict[str, ProbeWorker] = {}
+        # MPTCP through each WAN: the verdicts (none while mptcp_probe is off), the workers,
+        # what each WAN's test tries now, and the test each worker is running.
+        self.mptcp: dict[str, MptcpVerdict] = {}
+        self.mptcp_workers: dict[str, MptcpWorker] = {}
+        self.mptcp_targets: dict[str, MptcpTarget] = {}
+        self.mptcp_asked: dict[str, MptcpTarget] = {}
+        self.mcp_doc: Any = {}  # mcp.json as last read
         self.applied_nft: str | None = None
         self.extra_tables: set[int] = set()
         self.last_state: WanState | None = None
         self.last_write = 0.0
+        self.last_reconcile = 0.0
         self.failures = 0
         self.status: str | None = None  # the last STATUS= told to systemd; None before READY=1
         self.build = build_id()  # the code this process runs (read before any upgrade can land)
@@ -218,6 +277,29 @@ class Wand:
             worker.start()
         for name in set(self.health) - {w.name for w in self.cfg.wans}:
             del self.health[name]
+        self.start_mptcp_tests()
+
+    def start_mptcp_tests(self) -> None:
+        """A verdict and a worker per WAN while mptcp_probe is on; verdicts are kept across a
+        reload (their schedule takes the new settings), dropped when it is off."""
+        for w in self.mptcp_workers.values():
+            w.stop()
+        self.mptcp_workers, self.mptcp_asked = {}, {}
+        mp = self.cfg.mptcp_probe
+        if not mp.enabled:
+            self.mptcp = {}
+            return
+        kept = {}
+        for wan in self.cfg.wans:
+            v = self.mptcp.get(wan.name) or MptcpVerdict(mp.interval_s, mp.backoff_min_s, mp.backoff_max_s,
+                                                         mp.stripped_count, since=time.time())
+            v.interval_s, v.backoff_min_s, v.backoff_max_s, v.stripped_count = (
+                mp.interval_s, mp.backoff_min_s, mp.backoff_max_s, mp.stripped_count)
+            kept[wan.name] = v
+            worker = MptcpWorker(wan.name, mp.port, mp.timeout_s, self.events)
+            self.mptcp_workers[wan.name] = worker
+            worker.start()
+        self.mptcp = kept
 
     def inherit_health(self) -> None:
         """After a restart or a live upgrade, a WAN whose endpoint a previous wand left in
@@ -233,6 +315,7 @@ class Wand:
             h = self.health[wan.name]
             ids = {self.cfg.endpoint_id_base + 2 * i, self.cfg.endpoint_id_base + 2 * i + 1}
             old = previous.wan(wan.name) or WanRecord(wan.name)
+            self.inherit_mptcp(wan.name, wan.device, old)
             if any(have.get(ep_id) and have[ep_id].device == wan.device for ep_id in ids):
                 h.healthy, h.state = True, "up"
                 log.info("WAN %s: endpoint left by the previous run, starting as up", wan.name)
@@ -242,6 +325,18 @@ class Wand:
                 continue
             if old.state == h.state and old.device == wan.device:
                 h.since = _parse_iso(old.since) or h.since
+
+    def inherit_mptcp(self, name: str, device: str, old: WanRecord) -> None:
+        """The previous wand's MPTCP verdict of this WAN (same device), with its since: a
+        blocked WAN stays without its endpoint until a test passes (each WAN is tested once
+        at start, and one stripped result does not unblock nor block it)."""
+        v = self.mptcp.get(name)
+        if v is None or old.device != device or old.mptcp not in (PASSES, BLOCKED):
+            return
+        v.verdict = old.mptcp
+        v.since = _parse_iso(old.mptcp_since) or v.since
+        v.mcp = old.mptcp_mcp
+        log.info("WAN %s: MPTCP %s, as the previous run found", name, "blocked" if v.blocked else "passes")
 
     def reload(self) -> None:
         if self.config_path is None:
@@ -304,6 +399,8 @@ class Wand:
                     new, self.build)
         for w in self.workers.values():
             w.stopped.set()
+        for m in self.mptcp_workers.values():
+            m.stop()
         self.kernel.close()
         for handler in logging.getLogger().handlers:
             handler.flush()
@@ -318,6 +415,8 @@ class Wand:
         sd_notify("STOPPING=1")
         for w in self.workers.values():
             w.stopped.set()
+        for m in self.mptcp_workers.values():
+            m.stop()
         # The LANs' /64s lose their routes now: announce every one with lifetimes 0.
         gone = [dataclasses.replace(p, state=lanprefix.RETIRED)
                 for p in list(self.lan_now.values()) + [p for p, _ in self.retired.values()]]
@@ -348,6 +447,7 @@ class Wand:
     def reconcile(self) -> None:
         # Adding a static address changes what the links show (the WAN becomes usable):
         # one more pass routes it now rather than on the address's netlink event.
+        self.last_reconcile = time.time()
         if self._reconcile_once():
             self._reconcile_once()
 
@@ -372,9 +472,13 @@ class Wand:
         with self.lock:
             self.targets.clear()
             self.targets.update(targets)
+        if self.cfg.lans or self.mptcp:
+            self.read_mcp_state()
+        self.plan_mptcp_tests(targets, now)
         healthy = {n: h.healthy for n, h in self.health.items()}
         lan = self.plan_lans(links, healthy, now)
-        want = desired(self.cfg, links, healthy, lan)
+        blocked = frozenset(n for n, v in self.mptcp.items() if v.blocked)
+        want = desired(self.cfg, links, healthy, lan, blocked)
         have = self.kernel.owned(self.cfg, self.extra_tables)
         have.nft = self.applied_nft
         added_address = False
@@ -428,15 +532,93 @@ class Wand:
             self.told.add(key)
             log.log(level, msg, *args)
 
-    def read_delegated(self) -> dict[str, list[str]]:
-        """The delegated prefixes per WAN device (mcp.json); the last ones read when the file
-        cannot be read now (a half-broken file must not take the LANs' prefixes away)."""
+    def read_mcp_state(self) -> Any:
+        """mcp.json (the DHCP hooks' MCPs and delegated prefixes per WAN device); what was
+        read before when the file cannot be read now (a half-broken file must not take the
+        LANs' prefixes or the WANs' MCPs away)."""
         try:
-            self.delegated = delegated_prefixes(read_json(self.cfg.mcp_state, {}))
+            self.mcp_doc = read_json(self.cfg.mcp_state, {})
             self.told.discard("mcp-unreadable")
         except StateFileError as exc:
-            self._tell_once("mcp-unreadable", logging.ERROR, "%s; keeping the delegated prefixes read before", exc)
+            self._tell_once("mcp-unreadable", logging.ERROR, "%s; keeping the delegated prefixes and MCPs read before", exc)
+        return self.mcp_doc
+
+    def read_delegated(self) -> dict[str, list[str]]:
+        """The delegated prefixes per WAN device, from mcp.json as last read."""
+        self.delegated = delegated_prefixes(self.mcp_doc)
         return self.delegated
+
+    # --- MPTCP through each WAN ---
+
+    def plan_mptcp_tests(self, targets: dict[str, Any], now: float) -> None:
+        """What each WAN's MPTCP test tries now: its own address of each family to the MCPs
+        it learned (mcp.json), else to those the others learned and the static ones; never
+        a learned MCP outside mcp_prefixes. A WAN whose addresses or MCPs changed is tested
+        again at once."""
+        if not self.mptcp:
+            self.mptcp_targets = {}
+            return
+        # What DHCP taught, without the addresses the converter would refuse (outside
+        # mcp_prefixes: a rogue DHCP server's MCP gets no connection from wand either).
+        trusted = self.cfg.mptcp_probe.mcp_prefixes
+        learned: dict[str, list[list[str]]] = {}
+        for device, _, lists in learned_mcps(self.mcp_doc):
+            learned.setdefault(device, []).extend(mcp_verdicts(lists, trusted)[0])
+        others = list(mcp_verdicts(dhcp_mcps(self.mcp_doc), trusted)[0]) + list(self.cfg.mptcp_probe.mcps)
+        new: dict[str, MptcpTarget] = {}
+        for name, (device, sources, _) in targets.items():
+            pairs = mptcp_targets(sources, learned.get(device, []), others)
+            if pairs:
+                new[name] = MptcpTarget(device, pairs)
+        for name, target in new.items():
+            if self.mptcp_targets.get(name) != target and name in self.mptcp:
+                self.mptcp[name].retest(now)
+        self.mptcp_targets = new
+
+    def ask_mptcp_tests(self, now: float) -> None:
+        """Start the tests that are due: each healthy WAN with an MCP to try whose worker is idle."""
+        for name, v in self.mptcp.items():
+            target = self.mptcp_targets.get(name)
+            h = self.health.get(name)
+            worker = self.mptcp_workers.get(name)
+            if (target is None or worker is None or h is None or not h.healthy or name in self.mptcp_asked
+                    or not v.due(now)):
+                continue
+            self.mptcp_asked[name] = target
+            worker.ask(target)
+
+    def mptcp_wake_s(self, now: float) -> float:
+        """Seconds until the next MPTCP test is due (RESYNC_S at most)."""
+        due = [v.next_test - now for name, v in self.mptcp.items()
+               if name in self.mptcp_targets and name not in self.mptcp_asked
+               and self.health.get(name) is not None and self.health[name].healthy]
+        return max(MIN_WAKE_S, min([RESYNC_S, *due]))
+
+    def mptcp_result(self, name: str, target: MptcpTarget, result: str, mcp: str | None, now: float) -> bool:
+        """A test's result into its WAN's verdict; True when the verdict changed (the
+        endpoint comes or goes). A result for addresses or MCPs no longer the WAN's is dropped."""
+        asked = self.mptcp_asked.pop(name, None)
+        v = self.mptcp.get(name)
+        if v is None or asked != target or self.mptcp_targets.get(name) != target:
+            return False
+        before = v.verdict
+        changed = v.record(result, now, mcp)
+        source = next((src for src, m in target.pairs if m == mcp), "?")
+        wait = f"{v.next_test - now:g} s"
+        if changed and v.blocked:
+            log.warning("WAN %s (%s): MPTCP options stripped on the way to MCP %s, %d tests in a row: mptcp-blocked, "
+                        "its MPTCP endpoint withdrawn (direct traffic still uses it); next test in %s",
+                        name, source, mcp, v.stripped, wait)
+        elif changed and before == BLOCKED:
+            log.warning("WAN %s (%s): MPTCP passes to MCP %s again: its MPTCP endpoint is back", name, source, mcp)
+        elif changed:
+            log.info("WAN %s (%s): MPTCP passes to MCP %s", name, source, mcp)
+        elif result == STRIPPED and not v.blocked:
+            log.warning("WAN %s (%s): MPTCP options stripped on the way to MCP %s (%d of %d before mptcp-blocked); "
+                        "next test in %s", name, source, mcp, v.stripped, v.stripped_count, wait)
+        elif result == NO_VERDICT:
+            log.debug("WAN %s: MPTCP test to %s: no answer or a reset, no verdict; next test in %s", name, mcp, wait)
+        return changed
 
     def plan_lans(self, links, healthy: dict[str, bool], now: float) -> list[LanPrefix]:
         """The LANs' /64s of this pass (current and retired), with the lines about WANs
@@ -530,6 +712,7 @@ class Wand:
                 in_default_route=any(wan.name in names for names in want.default_route.values()),
                 endpoints=tuple(sorted(e.id for e in endpoints.values() if e.device == wan.device)),
                 delegated=tuple(self.delegated.get(wan.device, ())) if wan.ipv6 == "dhcp" else None,
+                **self.mptcp_fields(wan.name),
             ))
         lan = sorted(list(self.lan_now.values()) + [p for p, _ in self.retired.values()])
         records = tuple(LanPrefixRecord(device=p.device, prefix=p.prefix, lan=p.lan, wan=p.wan, delegated=p.delegated,
@@ -542,6 +725,27 @@ class Wand:
         status = status_line(state)
         if self.status is not None and status != self.status and sd_notify(f"STATUS={status}"):
             self.status = status
+
+    def mptcp_fields(self, name: str) -> dict[str, Any]:
+        """A WAN's MPTCP verdict as wan.json has it. The next test: when it is due (a time
+        past: as soon as the WAN is healthy); none while the WAN has no MCP to try or
+        mptcp_probe is off (then also no verdict: unknown)."""
+        v = self.mptcp.get(name)
+        if v is None:
+            return {"mptcp": UNKNOWN, "mptcp_since": None, "mptcp_next_test": None, "mptcp_mcp": None}
+        planned = name in self.mptcp_targets
+        return {"mptcp": v.verdict, "mptcp_since": _iso(v.since), "mptcp_mcp": v.mcp,
+                "mptcp_next_test": _iso(v.next_test) if planned else None}
+
+    def refresh_mptcp(self) -> None:
+        """A test that changed no verdict: only its WAN's next test (and MCP) is news."""
+        if self.last_state is None:
+            return
+        state = dataclasses.replace(self.last_state, wans=tuple(
+            dataclasses.replace(w, **self.mptcp_fields(w.name)) if w.name in self.mptcp else w
+            for w in self.last_state.wans))
+        if state != self.last_state:
+            self._write(state)
 
     def refresh_rtts(self, now: float) -> None:
         """Probe RTTs into wan.json, at most every RTT_WRITE_S: readers watching the file
@@ -586,14 +790,15 @@ class Wand:
                  ", ".join(f"{w.name}={w.device}" for w in self.cfg.wans), self.cfg.policy, self.build)
         self.inherit_health()
         self.reconcile()
+        self.ask_mptcp_tests(time.time())
         self.status = status_line(self.last_state or WanState())
         sd_notify(f"READY=1\nSTATUS={self.status}")
         log.info("ready: %s", self.status)
         while not stop.is_set():
             try:
-                batch = [self.events.get(timeout=RESYNC_S)]
+                batch = [self.events.get(timeout=self.mptcp_wake_s(time.time()))]
             except queue.Empty:
-                batch = [("resync", None)]
+                batch = [("tick", None)]
             time.sleep(COALESCE_S)
             while True:
                 try:
@@ -602,7 +807,7 @@ class Wand:
                     break
             now = time.time()
             # A probe round that changes no verdict needs no kernel work: only its RTT is news.
-            dirty = False
+            dirty = mptcp_news = False
             for kind, data in batch:
                 if kind == "stop":
                     stop.set()
@@ -618,6 +823,15 @@ class Wand:
                         if h.record(ok, rtt, now):
                             log.warning("WAN %s is %s", name, "up" if h.healthy else "down")
                             dirty = True
+                            if h.healthy and name in self.mptcp:
+                                self.mptcp[name].retest(now)  # a path back up may be another path
+                elif kind == "mptcp":
+                    if self.mptcp_result(*data, now):
+                        dirty = True
+                    mptcp_news = True
+                elif kind == "tick":
+                    # Nothing came: a test may be due; a full reconcile every RESYNC_S.
+                    dirty |= now - self.last_reconcile >= RESYNC_S - MIN_WAKE_S
                 else:
                     dirty = True
             if stop.is_set():
@@ -626,7 +840,10 @@ class Wand:
                 if dirty:
                     self.reconcile()
                 elif self.last_state is not None:
+                    if mptcp_news:
+                        self.refresh_mptcp()
                     self.refresh_rtts(now)
+                self.ask_mptcp_tests(time.time())
             except Exception:  # a kernel read failing once must not end the daemon
                 log.exception("reconcile failed; retrying on the next event")
         self.stop()

@@ -242,9 +242,12 @@ def lan_ranges(cfg: WandConfig, links: dict[str, Link], health: dict[str, bool],
     return tuple(refused)
 
 
-def desired(cfg: WandConfig, links: dict[str, Link], health: dict[str, bool], lan_prefixes=()) -> Desired:
+def desired(cfg: WandConfig, links: dict[str, Link], health: dict[str, bool], lan_prefixes=(),
+            mptcp_blocked: frozenset[str] = frozenset()) -> Desired:
     """``lan_prefixes``: the LANs' /64s now (`lanprefix.LanPrefix`); those not retired get
-    the CPE's address on their LAN and a rule into their WAN's table."""
+    the CPE's address on their LAN and a rule into their WAN's table. ``mptcp_blocked``: the
+    WANs whose path strips MPTCP options (`probe.MptcpVerdict`): no MPTCP endpoint, so no
+    subflow is tried there; their routes, rules, NAT and place in the default route stay."""
     d = Desired()
     band = cfg.rule_priority
     index = {w.name: i for i, w in enumerate(cfg.wans)}
@@ -277,7 +280,8 @@ def desired(cfg: WandConfig, links: dict[str, Link], health: dict[str, bool], la
             ep_address = str(ipaddress.ip_interface(addrs[0]).ip)
             # The kernel refuses a second endpoint with the same address (two WANs on one
             # misconfigured link): the first WAN keeps it.
-            if health.get(wan.name, False) and all(e.address != ep_address for e in d.endpoints.values()):
+            if (health.get(wan.name, False) and wan.name not in mptcp_blocked
+                    and all(e.address != ep_address for e in d.endpoints.values())):
                 ep_id = cfg.endpoint_id_base + 2 * i + (family == AF_INET6)
                 d.endpoints[ep_id] = Endpoint(ep_id, ep_address, wan.device, wan.backup)
     for family in FAMILIES:
