@@ -153,13 +153,28 @@ def test_address_prefix_and_every_mcp_instance_then_renew_and_release(tmp_path, 
     assert state(tmp_path)["wans"]["b0"]["v6"]["mcps"] == MCPS
     assert state(tmp_path)["wans"]["b0"]["v6"]["prefixes"] == ["2001:db8:1000::/56"]
     # Release (dhcpcd -k): MCPs and prefix withdrawn, the address gone, Kea told. dhcpcd -k
-    # signals the client and waits 10 s for it to exit; under load (CI, 2 cores) the RELEASE
-    # exchange and the hooks it runs can take longer, and -k then exits 1 ("failed to exit")
-    # while the release goes on (the molecule wan scenario saw the same). What the release
-    # withdraws is what this checks.
-    release = sh(*dhcpcd(conf, "-k"), ns=cli, timeout=30, check=False)
-    assert release.returncode == 0 or "failed to exit" in release.stderr, release.stderr
-    wait_for("the release to withdraw b0's MCPs", lambda: state(tmp_path) == {"version": 1, "wans": {}}, timeout=40)
+    # signals the client (SIGALRM) and waits 10 s for it to exit; under load (CI, 2 cores) the
+    # RELEASE exchange and the hooks it runs can take longer, and -k then exits 1 ("failed to
+    # exit") while the release goes on. Under load dhcpcd 9.4.1 has also been seen to drop the
+    # signal: "sending signal ALRM" from -k and no "received SIGALRM, releasing" in the
+    # client's log, which went on answering router advertisements (CI of stop 28, and 1 run in
+    # 3 beside six busy loops). An operator sends -k again; so does this, up to three times.
+    explain = (lambda: f"dhcpcd -k: rc {release.returncode}, {release.stderr.strip()!r}\n"
+                       f"mcp.json: {state(tmp_path)}\ndhcpcd's log:\n{procs.log('dhcpcd')[-4000:]}")
+    withdrawn = lambda: state(tmp_path) == {"version": 1, "wans": {}}  # noqa: E731
+    for attempt in range(3):
+        release = sh(*dhcpcd(conf, "-k"), ns=cli, timeout=30, check=False)
+        assert release.returncode == 0 or "failed to exit" in release.stderr, release.stderr
+        try:
+            wait_for("the release to withdraw b0's MCPs", withdrawn, timeout=15, explain=explain)
+            break
+        except LabError:
+            if attempt == 2 or "received SIGALRM" in procs.log("dhcpcd"):
+                # The client has the signal (or was sent it three times): no more signals,
+                # only more time.
+                wait_for("the release to withdraw b0's MCPs", withdrawn, timeout=40, explain=explain)
+                break
+            print(f"dhcpcd -k #{attempt + 1} was not acted on, sending it again")
     wait_for("the release to remove b0's address", lambda: not b0_globals(cli), timeout=40)
     assert "DHCP6_RELEASE" in procs.log("kea6") or "RELEASE" in procs.log("kea6")
 
