@@ -11,6 +11,7 @@ from netlab import LabError, Procs, cpu_seconds, listening, namespaces, netstat,
 NS_LAN, NS_CPE, NS_ISP, NS_SRV, NS_DLY = "b-cv-lan", "b-cv-cpe", "b-cv-isp", "b-cv-srv", "b-cv-dly"
 NAMESPACES = (NS_LAN, NS_CPE, NS_ISP, NS_SRV, NS_DLY)
 SERVER, MCP = "198.18.1.1", "198.18.0.1"
+WAN_ADDR = {"wan1": "198.51.100.2", "wan2": "203.0.113.2"}  # the CPE's address on each WAN (its source rules' key)
 # Server ports, one per path: the converter intercepts what is not in its bypass.
 IPERF_CONV, IPERF_KERNEL, IPERF_SS, IPERF_OMR = 5301, 5302, 5303, 5304
 ECHO_CONV, ECHO_DIRECT = 5311, 5312
@@ -641,6 +642,16 @@ def delta(after, before, key):
     return after.get(key, 0) - before.get(key, 0)
 
 
+def line_delta(after, before, keys, dev=None):
+    """How much the delay line's counters `keys` grew between two of its "stats" answers, over
+    both directions of link dev (None: every link)."""
+    return sum(after["ways"][w][k] - before["ways"][w][k] for w in after["ways"]
+               if dev is None or w.startswith(f"{dev}-") for k in keys)
+
+
+DROPS = ("qdrop", "kdrop", "txerr")  # the delay line's own drops (its random loss is "lost")
+
+
 def memory_kb(pids):
     """(sum of VmRSS, sum of Pss) in kB."""
     rss = pss = 0
@@ -804,50 +815,49 @@ class Bench:
         WAN1 alone and over WAN2 alone (bound to the WAN's address: the CPE's source rules),
         each up and down. Each run also counts the octets each WAN carried."""
         runs = (("converter", IPERF_CONV, NS_LAN, None), ("omr", IPERF_OMR, NS_LAN, None),
-                ("tcp_wan1", IPERF_KERNEL, NS_CPE, "198.51.100.2"), ("tcp_wan2", IPERF_KERNEL, NS_CPE, "203.0.113.2"))
+                ("tcp_wan1", IPERF_KERNEL, NS_CPE, "wan1"), ("tcp_wan2", IPERF_KERNEL, NS_CPE, "wan2"))
+        other_wan = {"wan1": "wan2", "wan2": "wan1"}
         out = []
         for spec in LINES:
             label = line_label(spec)
             note(f"lines {label}: {LINE_ROUNDS} interleaved rounds")
             delays = {dev: (rtt / 2e3, loss / 100) for dev, (_, rtt, loss) in zip(("wan1", "wan2"), spec)}
             res = {(name, rev): [] for name, *_ in runs for rev in (False, True)}
+            background = 0.0  # the most the other WAN carried of a single-WAN run's octets
             with self.delay_line(delays) as ask:
                 shape(tuple(rate for rate, _, _ in spec))
                 offloads(False)
                 try:
-                    for _, _, _, bind in runs:  # the CPE's source rules put each single-WAN run on its WAN
-                        want = {"198.51.100.2": "wan1", "203.0.113.2": "wan2"}.get(bind)
-                        got = sh("ip", "-j", "route", "get", SERVER, "from", bind, ns=NS_CPE).stdout if want else "[]"
-                        if want and json.loads(got)[0].get("dev") != want:
-                            raise RuntimeError(f"lines {label}: from {bind} the CPE routes to {got.strip()}, not by {want}")
+                    for wan, addr in WAN_ADDR.items():  # the CPE's source rules put each single-WAN run on its WAN
+                        got = sh("ip", "-j", "route", "get", SERVER, "from", addr, ns=NS_CPE).stdout
+                        if json.loads(got)[0].get("dev") != wan:
+                            raise RuntimeError(f"lines {label}: from {addr} the CPE routes to {got.strip()}, not by {wan}")
                     s0, t0 = ask(), time.monotonic()
                     for _ in range(LINE_ROUNDS):
                         for rev in (False, True):
-                            for name, port, ns, bind in runs:
+                            for name, port, ns, wan in runs:
                                 quiet()
-                                goodput, _, retr = self.iperf(port, rev, AGG_SECONDS, AGG_OMIT_S, client_ns=ns, bind=bind,
-                                                              probe=wan_octets)
+                                goodput, _, retr = self.iperf(port, rev, AGG_SECONDS, AGG_OMIT_S, client_ns=ns,
+                                                              bind=WAN_ADDR.get(wan), probe=wan_octets)
                                 o0, o1 = self.window
                                 carried = {w: o1[w] - o0[w] for w in o1}
                                 res[(name, rev)].append((goodput, carried, retr))
-                                other = {"198.51.100.2": "wan2", "203.0.113.2": "wan1"}.get(bind)
-                                if other and goodput is not None and carried[other] > 0.5 * sum(carried.values()):
-                                    self.problems.append(f"lines {label}: {name} {'down' if rev else 'up'}: {other} carried "
-                                                         f"{carried[other]} of {sum(carried.values())} octets: not one WAN alone")
+                                if wan and goodput is not None:
+                                    other = carried[other_wan[wan]] / max(sum(carried.values()), 1)
+                                    background = max(background, other)
+                                    if other > 0.5:
+                                        self.problems.append(f"lines {label}: {name} {'down' if rev else 'up'}: "
+                                                             f"{other_wan[wan]} carried {other:.0%} of the octets: not one WAN alone")
                     s1, wall = ask(), time.monotonic() - t0
                 finally:
                     offloads(True)
                     shape(None)
-            ways = s1["ways"]
+            # background: what earlier flows left (relays and MPTCP connections closing)
             line = {"wall": wall, "rt": s1["rt"], "cpu_s": s1["cpu_s"] - s0["cpu_s"],
-                    "late_max_s": max(v["late_max_s"] for v in ways.values()),
-                    "lost": {d: sum(ways[k]["lost"] - s0["ways"][k]["lost"] for k in ways if k.startswith(f"{d}-")) for d in delays},
-                    "frames": {d: sum(ways[k]["fwd"] - s0["ways"][k]["fwd"] for k in ways if k.startswith(f"{d}-")) for d in delays},
-                    "dropped": sum(ways[k][x] - s0["ways"][k][x] for k in ways for x in ("qdrop", "kdrop", "txerr")),
-                    # what the other WAN carried during the single-WAN runs: what earlier flows left
-                    # (relays and MPTCP connections closing), the largest share
-                    "background": max((r[1][o] / max(sum(r[1].values()), 1) for n, o in (("tcp_wan1", "wan2"), ("tcp_wan2", "wan1"))
-                                       for rev in (False, True) for r in res[(n, rev)] if r[0] is not None), default=0.0)}
+                    "late_max_s": max(v["late_max_s"] for v in s1["ways"].values()),
+                    "lost": {d: line_delta(s1, s0, ("lost",), d) for d in delays},
+                    "frames": {d: line_delta(s1, s0, ("fwd",), d) for d in delays},
+                    "dropped": line_delta(s1, s0, DROPS), "background": background}
             if line["dropped"]:
                 self.problems.append(f"lines {label}: the delay line dropped {line['dropped']} frames beside its random loss")
             for dev, (_, loss) in delays.items():
@@ -975,17 +985,14 @@ class Bench:
              f"{TTFB_N} sequential connections per path and row")
         out = {"delays": delays}
         with self.delay_line({d: (sec, 0.0) for d, sec in delays.items()}) as ask:
-            def frames(after, before, dev):
-                return sum(after["ways"][w]["fwd"] - before["ways"][w]["fwd"] for w in after["ways"] if w.startswith(f"{dev}-"))
-
             # The line itself: a plain TCP connect takes one round trip; the first one of each
             # WAN also waits for ARP through the line and is left out.
             out["probe"] = {}
-            for wan, source in (("wan1", "198.51.100.2"), ("wan2", "203.0.113.2")):
+            for wan, source in WAN_ADDR.items():
                 s0 = ask()
                 r = sh(PY, "-c", CONNECT_PROBE, SERVER, str(ECHO_DIRECT), source, "21", ns=NS_CPE, timeout=120)
                 s1 = ask()
-                out["probe"][wan] = (json.loads(r.stdout)[1:], frames(s1, s0, wan))
+                out["probe"][wan] = (json.loads(r.stdout)[1:], line_delta(s1, s0, ("fwd",), wan))
             s0 = ask("shared")
             r = sh(PY, "-c", FLOOD, "198.51.100.1", str(FLOOD_S), ns=NS_CPE, timeout=FLOOD_S + 30)
             time.sleep(max(delays.values()) * 2 + 0.3)  # what the line still holds leaves
@@ -995,7 +1002,7 @@ class Bench:
             # Every flood frame that went through left between t0 + delay and the last forward.
             busy = w[0]["last_fwd"] - fl["t0"] - delays["wan1"]
             out["flood"] = {**fl, "fwd": w[0]["fwd"] - w[1]["fwd"], "busy_s": busy,
-                            "dropped": sum(w[0][k] - w[1][k] for k in ("qdrop", "kdrop", "txerr")),
+                            "dropped": sum(w[0][k] - w[1][k] for k in DROPS),
                             "maxq": w[0]["maxq"]}
             # The rows.
             s0, t0 = ask(), time.monotonic()
@@ -1007,12 +1014,11 @@ class Bench:
                 finally:
                     sh("sysctl", "-qw", f"net.ipv4.tcp_fastopen={CPE_TFO}", ns=NS_CPE)
             s1, wall = ask(), time.monotonic() - t0
-            n = sum(s1["ways"][k]["fwd"] - s0["ways"][k]["fwd"] for k in s1["ways"])
-            late = sum(s1["ways"][k]["late_sum_s"] - s0["ways"][k]["late_sum_s"] for k in s1["ways"])
-            out["line"] = {"wall": wall, "frames": n, "rt": s1["rt"], "per_dev": {d: frames(s1, s0, d) for d in delays},
+            n, late = line_delta(s1, s0, ("fwd",)), line_delta(s1, s0, ("late_sum_s",))
+            out["line"] = {"wall": wall, "frames": n, "rt": s1["rt"], "per_dev": {d: line_delta(s1, s0, ("fwd",), d) for d in delays},
                            "cpu_s": s1["cpu_s"] - s0["cpu_s"], "late_avg_s": late / max(n, 1),
                            "late_max_s": max(v["late_max_s"] for v in s1["ways"].values()),
-                           "dropped": sum(s1["ways"][k][x] - s0["ways"][k][x] for k in s1["ways"] for x in ("qdrop", "kdrop", "txerr"))}
+                           "dropped": line_delta(s1, s0, DROPS)}
         return out
 
     # -- memory and CPU with connections held open
