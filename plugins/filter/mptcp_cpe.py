@@ -18,12 +18,12 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from mptcp_cpe import buffers, checks, converter, firewall, firmware, inventory, kea, landhcp, mcp, openwrt, uci
+    from mptcp_cpe import buffers, checks, converter, firewall, firmware, fleet, inventory, kea, landhcp, mcp, openwrt, uci
     from mptcp_cpe.host import config as host_config
     from mptcp_cpe.wand import config as wand_config
 except ImportError:  # ansible run from a virtualenv without the package: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from mptcp_cpe import buffers, checks, converter, firewall, firmware, inventory, kea, landhcp, mcp, openwrt, uci
+    from mptcp_cpe import buffers, checks, converter, firewall, firmware, fleet, inventory, kea, landhcp, mcp, openwrt, uci
     from mptcp_cpe.host import config as host_config
     from mptcp_cpe.wand import config as wand_config
 
@@ -382,6 +382,11 @@ def config_file(config, image=False):
     return {k: v for k, v in config.items() if k != "host"}
 
 
+def rollback_settings(role_settings, host, wans):
+    """Role cpe_rollback's settings, checked against the CPE's WAN names; every mistake at once."""
+    return _checked(fleet.rollback_settings, dict(role_settings), host, list(wans))
+
+
 def firmware_lan_unit(lans, host):
     """The unit that gives the image's LANs the CPE's addresses ("" without LANs)."""
     return _checked(firmware.lan_unit, host, lans)
@@ -397,7 +402,7 @@ def firmware_device(hostvars):
 CHECKS = frozenset({"mptcp_cpe_wans", "mptcp_cpe_lan_dhcp_config", "mptcp_cpe_option_code", "mptcp_cpe_kea_config", "mptcp_cpe_wand_config",
                     "mptcp_cpe_converter_config", "mptcp_cpe_lan_prefixes", "mptcp_cpe_mptcp_buffers", "mptcp_cpe_mcp_config",
                     "mptcp_cpe_converter_sysctls", "mptcp_cpe_firewall_config", "mptcp_cpe_host_config", "mptcp_cpe_firmware_settings",
-                    "mptcp_cpe_openwrt_image_settings"})
+                    "mptcp_cpe_openwrt_image_settings", "mptcp_cpe_rollback_settings"})
 
 
 class FilterModule:
@@ -434,5 +439,6 @@ class FilterModule:
             "mptcp_cpe_firmware_groups": firmware_groups,
             "mptcp_cpe_config_file": config_file,
             "mptcp_cpe_firmware_lan_unit": firmware_lan_unit,
+            "mptcp_cpe_rollback_settings": rollback_settings,
             "mptcp_cpe_problems": problems,
         }

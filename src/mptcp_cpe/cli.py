@@ -29,7 +29,7 @@ import sys
 COMMANDS = {
     "dhcp-hook": "dhcp_hook", "dhcp-prune": "dhcp_hook", "wand": "wand.command", "status": "status",
     "converter": "converter", "mcp": "mcp", "firewall": "firewall", "kernel": "kernelcaps",
-    "host": "host.command",
+    "host": "host.command", "health": "health", "rollback": "rollback",
 }
 
 

@@ -391,6 +391,25 @@ def test_mcp_refuses_clients_outside_its_prefixes(daemons):
     assert err.code == rfc8803.ErrorCode.NOT_AUTHORIZED
 
 
+def _health_exchange(src_ns: str = NS["cpe"]) -> dict:
+    """`mptcp-cpe health`'s own Convert exchange with the MCP, made from the CPE namespace."""
+    code = ("import json; from mptcp_cpe import health\n"
+            f"print(json.dumps(health.convert_exchange({MCP_ADDR!r}, 5124, 5).as_json()))\n")
+    return json.loads(sh(sys.executable, "-c", code, ns=src_ns).stdout)
+
+
+def test_health_exchange_with_the_real_mcp(daemons):
+    daemons.mcp()
+    got = _health_exchange()
+    assert got["ok"] and got["mptcp"] is True and got["mcp"] == MCP_ADDR, got
+    assert "TCP options [" in got["detail"]
+    # An MCP that does not serve this CPE: the exchange fails, naming the MCP's Error.
+    daemons.stop("mcp")
+    daemons.mcp(clients=["203.0.113.0/24"])
+    got = _health_exchange()
+    assert not got["ok"] and got["detail"] == f"{MCP_ADDR}:5124 answered Error 32 (not authorized)", got
+
+
 def _hold(n: int, src: str) -> subprocess.Popen:
     """A process in the CPE namespace holding ``n`` MPTCP connections to the MCP from ``src``,
     none of them sending its Convert message; killing it closes them."""

@@ -77,6 +77,7 @@ def test_filter_module_exposes_the_filters():
         "mptcp_cpe_firmware_groups": f.firmware_groups,
         "mptcp_cpe_config_file": f.config_file,
         "mptcp_cpe_firmware_lan_unit": f.firmware_lan_unit,
+        "mptcp_cpe_rollback_settings": f.rollback_settings,
         "mptcp_cpe_problems": f.problems,
     }
 
