@@ -31,6 +31,13 @@ def test_every_role_is_converged_by_a_scenario():
     for converge in (TOP / "molecule").glob("*/converge.yml"):
         for play in plays(converge):
             converged |= {r["role"] if isinstance(r, dict) else r for r in play.get("roles", [])}
+            # Roles a play includes in its own tasks (cpe_rollback in pre_tasks and post_tasks).
+            for section in ("pre_tasks", "tasks", "post_tasks"):
+                for task in play.get(section) or []:
+                    inc = next((task[k] for k in ("ansible.builtin.include_role", "ansible.builtin.import_role",
+                                                  "include_role", "import_role") if k in task), None)
+                    if isinstance(inc, dict):
+                        converged.add(inc["name"])
     # firmware.yml's roles (cpe_firmware and the CPE roles it applies) run in the scenario
     # whose create.yml builds an image with it.
     for create in (TOP / "molecule").glob("*/create.yml"):

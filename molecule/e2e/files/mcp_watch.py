@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Watch one transfer through the MCP, from the MCP's own host (molecule/e2e/verify.yml).
+"""Watch one transfer through the MCP, from the MCP's own host (molecule/e2e/checks.yml).
 
     mcp_watch.py --mcp-port 5124 --server-port 8080 [--timeout 60] [--cut ADDR] WAN_ADDR...
 
