@@ -7,8 +7,7 @@ import re
 from typing import Any
 
 from .checks import Errors, InventoryError, boolean, integer, number
-
-TIMEOUT_MIN, TIMEOUT_MAX = 60, 3600  # rollback.py's own bounds (it refuses the same)
+from .rollback import TIMEOUT_MAX, TIMEOUT_MIN  # the agent's own bounds: it refuses the same
 EXPECT = re.compile(r"^([^=]+)=(up|down|any)$")
 
 

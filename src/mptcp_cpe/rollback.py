@@ -118,7 +118,6 @@ class Init:
     them run as they did. ``kind`` systemd, or none (a test's root: nothing to ask)."""
 
     kind: str
-    actions: list[str] = field(default_factory=list)
 
     @classmethod
     def detect(cls, root: Path) -> "Init":
@@ -129,46 +128,33 @@ class Init:
         raise RollbackError(f"{_host()}: cpe_rollback_enabled: the commit-confirmed apply needs systemd, and this "
                             "router has none (OpenWrt's procd is not supported yet): set it false here")
 
-    def _run(self, *argv: str) -> subprocess.CompletedProcess:
-        self.actions.append(" ".join(argv))
+    def _systemctl(self, *args: str) -> subprocess.CompletedProcess:
+        """systemctl ``args``; with no init to ask (a test's root), nothing, as if it worked."""
+        if self.kind != "systemd":
+            return subprocess.CompletedProcess(args, 0, "", "")
         try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            return subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return subprocess.CompletedProcess(argv, 1, "", str(exc))
+            return subprocess.CompletedProcess(args, 1, "", str(exc))
 
     def running(self) -> list[str]:
         """The mptcp-cpe services that run now (the rollback's own left out)."""
-        if self.kind == "systemd":
-            out = self._run("systemctl", "list-units", "--type=service", "--state=active", "--plain", "--no-legend",
-                            "mptcp-cpe-*").stdout
-            names = [line.split()[0] for line in out.splitlines() if line.strip()]
-        else:
-            names = []
-        return sorted(n for n in names if not _own(n))
+        out = self._systemctl("list-units", "--type=service", "--state=active", "--plain", "--no-legend",
+                              "mptcp-cpe-*").stdout
+        return sorted(name for name in (line.split()[0] for line in out.splitlines() if line.strip()) if not _own(name))
 
     def restart(self, before: list[str], now: list[str]) -> list[str]:
         """Run what ran at the snapshot, stop what did not; the problems, one line each."""
         problems = []
-        if self.kind == "systemd":
-            self._run("systemctl", "daemon-reload")
+        self._systemctl("daemon-reload")
         for name in sorted(set(now) - set(before)):
-            if self._stop(name).returncode:
+            if self._systemctl("stop", name).returncode:
                 problems.append(f"cannot stop {name}")
         for name in before:
-            proc = self._restart(name)
+            proc = self._systemctl("restart", name)
             if proc.returncode:
                 problems.append(f"cannot restart {name}: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         return problems
-
-    def _stop(self, name: str) -> subprocess.CompletedProcess:
-        if self.kind == "systemd":
-            return self._run("systemctl", "stop", name)
-        return subprocess.CompletedProcess([], 0)
-
-    def _restart(self, name: str) -> subprocess.CompletedProcess:
-        if self.kind == "systemd":
-            return self._run("systemctl", "restart", name)
-        return subprocess.CompletedProcess([], 0)
 
 
 def nft_tables() -> dict[str, str]:
