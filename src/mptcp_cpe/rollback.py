@@ -93,7 +93,8 @@ def _fsync_dir(path: Path) -> None:
 def _write_atomic(path: Path, data: bytes) -> None:
     """``data`` into ``path`` whole or not at all: a sibling written, synced, renamed."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    # Owner-only: the snapshot holds files that are (the configs' secrets, 0600 ones).
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -194,6 +195,7 @@ class Agent:
     @contextlib.contextmanager
     def locked(self):
         self.state.mkdir(parents=True, exist_ok=True)
+        self.state.chmod(0o700)  # the snapshot and the log are root's alone
         with open(self.state / LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield

@@ -104,6 +104,16 @@ def test_restore_puts_back_exactly_what_was_owned(tmp_path):
     assert "restored the snapshot" in a.last_log() and "(6 paths)" in a.last_log()
 
 
+def test_the_snapshot_is_readable_by_root_alone(tmp_path):
+    """It holds the configs' 0600 files: a local user must not read them from the tar."""
+    router(tmp_path)
+    a = agent(tmp_path)
+    a.arm(300, "test")
+    assert stat.S_IMODE(a.state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((a.state / rollback.SNAPSHOT).stat().st_mode) == 0o600
+    assert stat.S_IMODE((a.state / rollback.ARMED).stat().st_mode) == 0o600
+
+
 def test_arm_confirm_and_a_second_arm_keeps_the_confirmed_snapshot(tmp_path):
     router(tmp_path)
     a = agent(tmp_path)
