@@ -45,6 +45,14 @@ def test_a_good_rollout_confirms_every_batch(tmp_path):
     assert "ROLLOUT SUMMARY" in proc.stdout and "changed and confirmed (5): cpe1, cpe2, cpe3, cpe4, cpe5" in proc.stdout
 
 
+def test_a_cpe_the_run_left_as_it_was_is_told_apart(tmp_path):
+    proc, summary = rollout(tmp_path, ["100%"], cpe2={"unchanged": True}, cpe4={"unchanged": True})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert summary["confirmed"] == ["cpe1", "cpe3", "cpe5"] and summary["unchanged"] == ["cpe2", "cpe4"]
+    assert "changed and confirmed (3): cpe1, cpe3, cpe5" in proc.stdout
+    assert "healthy, nothing to change (2): cpe2, cpe4" in proc.stdout
+
+
 def test_a_cpe_cut_off_stops_the_rollout_after_its_batch(tmp_path):
     proc, summary = rollout(tmp_path, [1, 2, "100%"], cpe2={"cut": True})
     assert proc.returncode != 0
@@ -86,7 +94,7 @@ def test_the_callback_follows_the_roles_task_names():
     text = CALLBACK.read_text()
     tasks = {t["name"] for f in ("batch.yml", "main.yml", "confirm.yml", "gate.yml")
              for t in _tasks(yaml.safe_load((TOP / "roles" / "cpe_rollback" / "tasks" / f).read_text()))}
-    for const in ("BATCH", "ARM", "CONFIRM", "GATE"):
+    for const in ("BATCH", "ARM", "CONFIRM", "GATE", "REACH"):
         name = next(line for line in text.splitlines() if line.startswith(f"{const} = ")).split('"')[1]
         assert name.removeprefix("cpe_rollback : ") in tasks, name
 

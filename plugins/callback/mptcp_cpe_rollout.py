@@ -28,6 +28,9 @@ BATCH = "cpe_rollback : Note the CPEs of this batch (the rollout gate looks for 
 ARM = "cpe_rollback : Take the snapshot and arm the timer"
 CONFIRM = "cpe_rollback : Confirm, which disarms the rollback"
 GATE = "cpe_rollback : Stop the rollout when a CPE of this batch was not confirmed"
+# A CPE the controller cannot reach again after the play: cut off, as much as one that
+# dropped mid-play (unreachable).
+REACH = "cpe_rollback : Reach the CPE again over the management path"
 
 
 def _why(result: dict) -> str:
@@ -49,6 +52,7 @@ class CallbackModule(CallbackBase):
         self.seen: set[str] = set()  # hosts of that play with any result
         self.armed: dict[str, str] = {}  # host -> the deadline of its restore
         self.confirmed: list[str] = []
+        self.changed: set[str] = set()  # hosts a task of the rollout changed (arm aside)
         self.failed: dict[str, str] = {}
         self.unreachable: dict[str, str] = {}
         self.stopped_by: str | None = None
@@ -79,6 +83,8 @@ class CallbackModule(CallbackBase):
         name = result.task.get_name()
         if host is None:
             return
+        if result.is_changed() and name != ARM:
+            self.changed.add(host)
         if name == ARM:
             try:
                 self.armed[host] = json.loads(result.result.get("stdout") or "{}").get("deadline_iso", "?")
@@ -109,11 +115,14 @@ class CallbackModule(CallbackBase):
             if host in self.confirmed:
                 continue
             why = self.unreachable.get(host) or self.failed.get(host) or "the run ended before its confirm"
-            kind = "cut off" if host in self.unreachable else "not confirmed"
+            cut = host in self.unreachable or self.failed.get(host, "").startswith(REACH + ":")
+            kind = "cut off" if cut else "not confirmed"
             restoring[host] = f"{kind}; restores itself at {self.armed[host]} (only disarms if nothing changed): {why}"
         not_changed = {h: why for h, why in {**self.failed, **self.unreachable}.items() if h not in self.armed}
         untouched = [h for h in hosts if h not in self.seen]
-        return {"confirmed": list(self.confirmed), "restoring": restoring, "not_changed": not_changed,
+        return {"confirmed": sorted(h for h in self.confirmed if h in self.changed),
+                "unchanged": sorted(h for h in self.confirmed if h not in self.changed),
+                "restoring": restoring, "not_changed": not_changed,
                 "not_touched": untouched, "stopped": self.stopped_by}
 
     def v2_playbook_on_stats(self, stats) -> None:
@@ -121,6 +130,8 @@ class CallbackModule(CallbackBase):
             return
         s = self.summary()
         lines = [f"changed and confirmed ({len(s['confirmed'])}): {', '.join(s['confirmed']) or 'none'}"]
+        if s["unchanged"]:
+            lines.append(f"healthy, nothing to change ({len(s['unchanged'])}): {', '.join(s['unchanged'])}")
         lines += [f"restoring itself: {h}: {why}" for h, why in s["restoring"].items()]
         lines += [f"not changed (failed before arming): {h}: {why}" for h, why in s["not_changed"].items()]
         if s["not_touched"]:
@@ -130,7 +141,7 @@ class CallbackModule(CallbackBase):
         self._display.banner("ROLLOUT SUMMARY")
         bad = s["restoring"] or s["not_changed"] or s["stopped"]
         for line in lines:
-            self._display.display(line, color="red" if bad and not line.startswith("changed") else "green")
+            self._display.display(line, color="red" if bad and not line.startswith(("changed", "healthy")) else "green")
         path = os.environ.get("MPTCP_CPE_ROLLOUT_SUMMARY")
         if path:
             with open(path, "w") as f:

@@ -9,12 +9,26 @@ from typing import Any
 from .checks import Errors, InventoryError, boolean, integer, number
 from .rollback import TIMEOUT_MAX, TIMEOUT_MIN  # the agent's own bounds: it refuses the same
 EXPECT = re.compile(r"^([^=]+)=(up|down|any)$")
+DECIMAL = re.compile(r"^[0-9]{1,6}$")
+
+
+def from_command_line(value: Any) -> Any:
+    """These settings are often given for one run (``-e cpe_rollback_timeout_s=120``), which
+    makes them strings: a plain decimal integer or true/false is taken as what it spells.
+    Anything else stays as it came, for the check to refuse."""
+    if isinstance(value, str):
+        if DECIMAL.match(value):
+            return int(value)
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    return value
 
 
 def rollback_settings(raw: dict[str, Any], host: str, wans: list[str]) -> dict[str, Any]:
     """Role cpe_rollback's settings (its variables without the prefix), checked against the
     CPE's WAN names."""
     errors = Errors()
+    raw = {k: from_command_line(v) for k, v in raw.items()}
     out = {
         "enabled": errors.check(boolean, host, "cpe_rollback_enabled", raw.get("enabled")),
         "timeout_s": errors.check(number, host, "cpe_rollback_timeout_s", raw.get("timeout_s"), TIMEOUT_MIN, TIMEOUT_MAX),

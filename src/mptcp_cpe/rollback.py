@@ -303,7 +303,14 @@ class Agent:
         if not snap.exists():
             raise RollbackError(f"{self.host}: no snapshot to restore ({snap})")
         journal = self.state / RESTORING
-        if not journal.exists():
+        if journal.exists():
+            # Finishing one that was cut short: the log keeps why it began.
+            try:
+                first = json.loads(journal.read_text())
+            except ValueError:
+                first = {}
+            why = f"{first.get('why', 'reason not recorded')} [interrupted at {first.get('started', '?')}; finished {why}]"
+        else:
             _write_atomic(journal, json.dumps({"started": _iso(time.time()), "why": why}).encode())
         running_now = self.init.running() if services else []
         with tarfile.open(snap) as tar:
@@ -422,7 +429,7 @@ class Agent:
         """The timer's job: restore if still armed and the deadline is past."""
         with self.locked():
             if (self.state / RESTORING).exists():
-                problems = self._restore("an interrupted restore finished")
+                problems = self._restore("by the timer's service, run again")
                 return "finished an interrupted restore" + (f" with problems: {'; '.join(problems)}" if problems else "")
             armed = self.armed()
             if armed is None:
@@ -451,7 +458,7 @@ class Agent:
         with self.locked():
             if not (self.state / RESTORING).exists():
                 return "no restore to finish"
-            self._restore("finishing a restore interrupted by a reboot", services=False)
+            self._restore("at boot", services=False)
             return "finished an interrupted restore"
 
     def last_log(self) -> str | None:

@@ -19,10 +19,17 @@ def test_defaults_and_expectations_pass():
     assert rollback_settings({**GOOD, "timeout_s": 3600.0}, "cpe", WANS)["timeout_s"] == 3600.0
 
 
+def test_values_given_on_the_command_line_are_taken_as_they_spell():
+    # -e cpe_rollback_timeout_s=120 -e cpe_rollback_enabled=false: strings, as Ansible passes them.
+    got = rollback_settings({**GOOD, "timeout_s": "120", "health_wait_s": "30", "enabled": "False"}, "cpe", WANS)
+    assert got["timeout_s"] == 120.0 and got["health_wait_s"] == 30 and got["enabled"] is False
+
+
 @pytest.mark.parametrize("change, line", [
     ({"timeout_s": 59}, "cpe: cpe_rollback_timeout_s: must be a number from 60 to 3600 (got 59)"),
     ({"timeout_s": 3601}, "cpe: cpe_rollback_timeout_s: must be a number from 60 to 3600 (got 3601)"),
-    ({"timeout_s": "300"}, "cpe: cpe_rollback_timeout_s: must be a number from 60 to 3600 (got '300')"),
+    ({"timeout_s": "300s"}, "cpe: cpe_rollback_timeout_s: must be a number from 60 to 3600 (got '300s')"),
+    ({"timeout_s": "59"}, "cpe: cpe_rollback_timeout_s: must be a number from 60 to 3600 (got 59)"),
     ({"timeout_s": True}, "cpe: cpe_rollback_timeout_s: must be a number from 60 to 3600 (got True)"),
     ({"enabled": "yes"}, "cpe: cpe_rollback_enabled: must be true or false (got 'yes')"),
     ({"reconnect_timeout_s": 0}, "cpe: cpe_rollback_reconnect_timeout_s: must be an integer from 5 to 3600 (got 0)"),

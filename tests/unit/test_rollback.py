@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import stat
 import subprocess
@@ -216,6 +217,9 @@ def test_a_restore_broken_off_midway_is_finished_by_recover(tmp_path, monkeypatc
     assert tree(tmp_path) != {**before, "etc/systemd/system/ssh.service": ("file", 0o644, b"changed by someone else\n")}
     assert a.recover() == "finished an interrupted restore"
     assert tree(tmp_path) == {**before, "etc/systemd/system/ssh.service": ("file", 0o644, b"changed by someone else\n")}
+    # The log keeps why the restore began, and says who finished it.
+    assert re.search(r"restored the snapshot of \S+ \(\d+ paths\): test "
+                     r"\[interrupted at \S+Z; finished at boot\]$", a.last_log()), a.last_log()
     assert a.recover() == "no restore to finish"
 
 
