@@ -9,11 +9,20 @@ has no address on any lab network (it is nobody's gateway), docker hands out no 
 DHCP client would have to fight, and several copies of the same address plan (the lab,
 each Molecule scenario) live side by side under different prefixes.
 
+A link with no ``network`` is a veth to nowhere: a LAN with nobody on it (the CPEs of
+inventories/fleet). An inventory with ``lab_controller`` is managed over the network, as
+operators manage routers: the controller gets a namespace of its own cabled into that
+network (its ssh runs there, through ``nc``), every host's root account accepts the lab's
+own SSH key (made once, under ``/var/lib/mptcp-cpe-lab/<prefix>``), and a host whose
+``lab_management`` is ``ssh`` is reached at its ``ansible_host``, one of its lab addresses.
+A change that breaks that path on the router then really cuts Ansible off.
+
     labctl.py up      [--inventory DIR] [--prefix P] [--hosts a,b] [--image HOST=IMAGE] [--json]
     labctl.py down    [--prefix P]
     labctl.py status  [--prefix P]
     labctl.py summary [--inventory DIR] [--prefix P]
     labctl.py image
+    labctl.py ssh-key [--prefix P]   (the private key's path)
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import argparse
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -40,6 +50,8 @@ DEFAULT_INVENTORY = TOP / "inventories" / "lab"
 LABEL = "mptcp-cpe.lab"
 SWITCH_BRIDGE = "br0"
 SYSTEMD_TIMEOUT_S = 90
+KEY_DIR = Path("/var/lib/mptcp-cpe-lab")
+CONTROLLER_DEVICE = "ctl0"
 
 # What a systemd container needs here, and no more: --privileged fails on these machines.
 # systempaths=unconfined leaves /proc/sys writable, so roles set the (per-netns) net.*
@@ -77,7 +89,7 @@ class Network:
 
 @dataclass(frozen=True)
 class Link:
-    network: str
+    network: str | None  # None: a veth to nowhere, cabled to nothing
     device: str
     ipv4: ipaddress.IPv4Interface | None  # None: the host gets it by DHCP, or has none
     ipv6: ipaddress.IPv6Interface | None
@@ -90,6 +102,14 @@ class Host:
     name: str
     links: list[Link] = field(default_factory=list)
     forwarding: bool = False
+    ssh_address: str | None = None  # managed over SSH at this address (lab_management: ssh)
+
+
+@dataclass(frozen=True)
+class Controller:
+    """Where Ansible sits on a network-managed lab: one link, as a host's."""
+
+    link: Link
 
 
 def parse_networks(host: str, raw: Any) -> dict[str, Network]:
@@ -121,8 +141,12 @@ def _address(host, where, value, net, version):
         iface = ipaddress.ip_interface(value)
     except ValueError:
         raise InventoryError(host, where, f"not an IPv{version} address with prefix length, nor dhcp", value) from None
-    if iface.version != version or net is None or iface.network != net:
+    if iface.version != version:
+        raise InventoryError(host, where, f"not an IPv{version} address with prefix length, nor dhcp", value)
+    if net is not None and iface.network != net:
         raise InventoryError(host, where, f"must lie in the network's prefix {net}", value)
+    if net is None and iface.network.prefixlen == iface.max_prefixlen:
+        raise InventoryError(host, where, "an unconnected link's address needs the prefix it stands for", value)
     return iface
 
 
@@ -133,7 +157,9 @@ def _gateway(host, where, value, net, version):
         gw = ipaddress.ip_address(value)
     except ValueError:
         raise InventoryError(host, where, f"not an IPv{version} address", value) from None
-    if gw.version != version or net is None or gw not in net:
+    if net is None:
+        raise InventoryError(host, where, "a link with no network has no gateway", value)
+    if gw.version != version or gw not in net:
         raise InventoryError(host, where, f"must lie in the network's prefix {net}", value)
     return gw
 
@@ -146,35 +172,65 @@ def parse_host(name: str, hostvars: dict, nets: dict[str, Network]) -> Host:
     devices: set[str] = set()
     for i, link in enumerate(raw):
         where = f"lab_links[{i}]"
-        if not isinstance(link, dict):
-            raise InventoryError(name, where, "must be a mapping", link)
-        net = nets.get(link.get("network"))
-        if net is None:
-            raise InventoryError(name, f"{where}.network", f"not one of lab_networks ({', '.join(nets)})", link.get("network"))
-        dev = link.get("device")
-        if not is_ifname(dev):
-            raise InventoryError(name, f"{where}.device", "not a Linux interface name", dev)
-        if dev in devices:
-            raise InventoryError(name, f"{where}.device", "used twice on this host", dev)
-        devices.add(dev)
-        host.links.append(Link(
-            network=net.name,
-            device=dev,
-            ipv4=_address(name, f"{where}.ipv4", link.get("ipv4"), net.ipv4, 4),
-            ipv6=_address(name, f"{where}.ipv6", link.get("ipv6"), net.ipv6, 6),
-            ipv4_gateway=_gateway(name, f"{where}.ipv4_gateway", link.get("ipv4_gateway"), net.ipv4, 4),
-            ipv6_gateway=_gateway(name, f"{where}.ipv6_gateway", link.get("ipv6_gateway"), net.ipv6, 6),
-        ))
+        parsed = parse_link(name, where, link, nets)
+        if parsed.device in devices:
+            raise InventoryError(name, f"{where}.device", "used twice on this host", parsed.device)
+        devices.add(parsed.device)
+        host.links.append(parsed)
+    management = hostvars.get("lab_management", "docker")
+    if management not in ("docker", "ssh"):
+        raise InventoryError(name, "lab_management", "must be docker or ssh", management)
+    if management == "ssh":
+        address = hostvars.get("ansible_host")
+        mine = {str(a.ip) for lk in host.links for a in (lk.ipv4, lk.ipv6) if a is not None}
+        if address not in mine:
+            raise InventoryError(name, "ansible_host", "a host managed over SSH is reached at one of its static "
+                                 f"lab addresses ({', '.join(sorted(mine)) or 'none'})", address)
+        host.ssh_address = address
     return host
 
 
+def parse_link(name: str, where: str, link: Any, nets: dict[str, Network]) -> Link:
+    if not isinstance(link, dict):
+        raise InventoryError(name, where, "must be a mapping", link)
+    net = None
+    if link.get("network") is not None:
+        net = nets.get(link["network"])
+        if net is None:
+            raise InventoryError(name, f"{where}.network", f"not one of lab_networks ({', '.join(nets)})", link["network"])
+    dev = link.get("device")
+    if not is_ifname(dev):
+        raise InventoryError(name, f"{where}.device", "not a Linux interface name", dev)
+    return Link(
+        network=net.name if net else None,
+        device=dev,
+        ipv4=_address(name, f"{where}.ipv4", link.get("ipv4"), net.ipv4 if net else None, 4),
+        ipv6=_address(name, f"{where}.ipv6", link.get("ipv6"), net.ipv6 if net else None, 6),
+        ipv4_gateway=_gateway(name, f"{where}.ipv4_gateway", link.get("ipv4_gateway"), net.ipv4 if net else None, 4),
+        ipv6_gateway=_gateway(name, f"{where}.ipv6_gateway", link.get("ipv6_gateway"), net.ipv6 if net else None, 6),
+    )
+
+
+def parse_controller(host: str, raw: Any, nets: dict[str, Network]) -> Controller | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("network") is None:
+        raise InventoryError(host, "lab_controller", "must be a mapping with the network the controller sits on "
+                             "and its address there", raw)
+    link = parse_link(host, "lab_controller", {"device": CONTROLLER_DEVICE, **raw}, nets)
+    if link.ipv4 is None and link.ipv6 is None:
+        raise InventoryError(host, "lab_controller", "needs a static ipv4 or ipv6 address", raw)
+    return Controller(link)
+
+
 def check_unique_addresses(hosts: list[Host]) -> None:
+    """Addresses on the lab's networks are unique (an unconnected link's are the host's own)."""
     seen: dict[Any, str] = {}
     for host in hosts:
         for i, link in enumerate(host.links):
             for key in ("ipv4", "ipv6"):
                 iface = getattr(link, key)
-                if iface is None:
+                if iface is None or link.network is None:
                     continue
                 if iface.ip in seen:
                     raise InventoryError(host.name, f"lab_links[{i}].{key}", f"already used by {seen[iface.ip]}", str(iface))
@@ -183,6 +239,13 @@ def check_unique_addresses(hosts: list[Host]) -> None:
 
 def load_topology(inventory: Path, only: list[str] | None = None) -> tuple[dict[str, Network], list[Host]]:
     """Resolve the inventory exactly as Ansible does (group_vars, host_vars) and read the lab model."""
+    nets, hosts, _ = load_lab(inventory, only)
+    return nets, hosts
+
+
+def load_lab(inventory: Path, only: list[str] | None = None
+             ) -> tuple[dict[str, Network], list[Host], Controller | None]:
+    """The topology and where the controller sits (None: it reaches the hosts by docker exec)."""
     tool = Path(sys.executable).parent / "ansible-inventory"
     proc = run(str(tool) if tool.exists() else "ansible-inventory", "-i", str(inventory), "--list")
     data = json.loads(proc.stdout)
@@ -197,8 +260,16 @@ def load_topology(inventory: Path, only: list[str] | None = None) -> tuple[dict[
         raise LabError(f"{inventory}: no hosts")
     nets = parse_networks(names[0], hostvars[names[0]].get("lab_networks"))
     hosts = [parse_host(h, hostvars[h], nets) for h in names]
-    check_unique_addresses(hosts)
-    return nets, hosts
+    controller = parse_controller(names[0], hostvars[names[0]].get("lab_controller"), nets)
+    if controller is not None:
+        hosts_and_controller = [*hosts, Host("lab_controller", [controller.link])]
+        check_unique_addresses(hosts_and_controller)
+    else:
+        check_unique_addresses(hosts)
+    managed = [h.name for h in hosts if h.ssh_address]
+    if managed and controller is None:
+        raise InventoryError(managed[0], "lab_management", "ssh needs lab_controller: where Ansible sits on the lab", "ssh")
+    return nets, hosts, controller
 
 
 # ---------------------------------------------------------------------------- docker
@@ -299,26 +370,77 @@ def cable(prefix: str, host: Host, pid: int) -> None:
     # docker turns IPv6 off in a container with no docker network; the lab is dual-stack.
     in_ns(pid, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0")
     for link in host.links:
-        ns = ensure_switch(prefix, link.network)
-        port = port_name(host.name, link.device)
-        if in_ns(pid, "ip", "link", "show", link.device, check=False).returncode != 0:
-            # A container that restarted lost its end; the switch may still hold a stale one.
-            run("ip", "-n", ns, "link", "del", port, check=False)
-            run("ip", "link", "add", "name", link.device, "netns", str(pid), "type", "veth",
-                "peer", "name", port, "netns", ns)
-        run("ip", "-n", ns, "link", "set", port, "master", SWITCH_BRIDGE, "up")
-        in_ns(pid, "sysctl", "-qw", f"net.ipv6.conf.{link.device}.disable_ipv6=0")
-        in_ns(pid, "ip", "link", "set", link.device, "up")
-        if link.ipv4 is not None:
-            in_ns(pid, "ip", "addr", "replace", str(link.ipv4), "dev", link.device)
-        if link.ipv6 is not None:
-            in_ns(pid, "ip", "addr", "replace", str(link.ipv6), "dev", link.device, "nodad")
-        if link.ipv4_gateway is not None:
-            in_ns(pid, "ip", "route", "replace", "default", "via", str(link.ipv4_gateway), "dev", link.device)
-        if link.ipv6_gateway is not None:
-            in_ns(pid, "ip", "-6", "route", "replace", "default", "via", str(link.ipv6_gateway), "dev", link.device)
+        plug(prefix, host.name, link, ("nsenter", "-t", str(pid), "-n"), str(pid))
     if host.forwarding:
         in_ns(pid, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+
+
+def plug(prefix: str, host: str, link: Link, enter: tuple[str, ...], netns: str) -> None:
+    """One link into a namespace (``enter`` runs a command there; ``netns`` names it to
+    `ip link ... netns`): a veth to its network's switch, or to nowhere; addresses, gateways."""
+    def here(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+        return run(*enter, *cmd, check=check)
+
+    if link.network is None:
+        # A veth whose peer stays in the same namespace, up: a LAN with carrier and nobody on
+        # it (these kernels may lack the dummy driver).
+        if here("ip", "link", "show", link.device, check=False).returncode != 0:
+            peer = f"{link.device[:11]}-nc"
+            here("ip", "link", "add", link.device, "type", "veth", "peer", "name", peer)
+            here("ip", "link", "set", peer, "up")
+    else:
+        ns = ensure_switch(prefix, link.network)
+        port = port_name(host, link.device)
+        if here("ip", "link", "show", link.device, check=False).returncode != 0:
+            # A container that restarted lost its end; the switch may still hold a stale one.
+            run("ip", "-n", ns, "link", "del", port, check=False)
+            run("ip", "link", "add", "name", link.device, "netns", netns, "type", "veth",
+                "peer", "name", port, "netns", ns)
+        run("ip", "-n", ns, "link", "set", port, "master", SWITCH_BRIDGE, "up")
+    here("sysctl", "-qw", f"net.ipv6.conf.{link.device}.disable_ipv6=0")
+    here("ip", "link", "set", link.device, "up")
+    if link.ipv4 is not None:
+        here("ip", "addr", "replace", str(link.ipv4), "dev", link.device)
+    if link.ipv6 is not None:
+        here("ip", "addr", "replace", str(link.ipv6), "dev", link.device, "nodad")
+    if link.ipv4_gateway is not None:
+        here("ip", "route", "replace", "default", "via", str(link.ipv4_gateway), "dev", link.device)
+    if link.ipv6_gateway is not None:
+        here("ip", "-6", "route", "replace", "default", "via", str(link.ipv6_gateway), "dev", link.device)
+
+
+# ---------------------------------------------------------------------------- management
+
+def controller_ns(prefix: str) -> str:
+    return f"{prefix}-controller"
+
+
+def ensure_controller(prefix: str, controller: Controller) -> None:
+    """The controller's namespace on the management network: Ansible's ssh reaches the
+    hosts from there (ProxyCommand ``ip netns exec <prefix>-controller nc %h %p``)."""
+    ns = controller_ns(prefix)
+    if ns not in netns_list():
+        run("ip", "netns", "add", ns)
+    run("ip", "-n", ns, "link", "set", "lo", "up")
+    plug(prefix, "control", controller.link, ("ip", "netns", "exec", ns), ns)
+
+
+def ssh_key(prefix: str) -> Path:
+    """The lab's SSH key (made on first use): what a CPE's factory image would trust."""
+    key = KEY_DIR / prefix / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(key.parent, 0o700)
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"mptcp-cpe lab {prefix}", "-f", str(key))
+    return key
+
+
+def authorize(prefix: str, host: str, key: Path) -> None:
+    """Let the lab's key log in as root: the bootstrap every network-managed router gets."""
+    pub = key.with_suffix(".pub").read_text().strip()
+    run("docker", "exec", container_name(prefix, host), "sh", "-c",
+        'umask 077 && mkdir -p /root/.ssh && { grep -qxF "$1" /root/.ssh/authorized_keys 2>/dev/null'
+        ' || echo "$1" >>/root/.ssh/authorized_keys; }', "sh", pub)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -338,15 +460,28 @@ def parse_images(specs: list[str], hosts: list[str]) -> dict[str, str]:
 
 
 def up(inventory: Path, prefix: str, only: list[str] | None, images: list[str] | None = None) -> list[dict]:
-    _, hosts = load_topology(inventory, only)
+    _, hosts, controller = load_lab(inventory, only)
     own = parse_images(images or [], [h.name for h in hosts])
     image = ensure_image()
     pids = {h.name: ensure_container(prefix, h.name, own.get(h.name, image)) for h in hosts}
+    key = ssh_key(prefix) if controller is not None else None
+    if controller is not None:
+        ensure_controller(prefix, controller)
     for h in hosts:
         wait_systemd(prefix, h.name)
         cable(prefix, h, pids[h.name])
-    return [{"instance": h.name, "address": container_name(prefix, h.name),
-             "connection": "community.docker.docker"} for h in hosts]
+        if key is not None:
+            authorize(prefix, h.name, key)
+    return [instance(prefix, h, key) for h in hosts]
+
+
+def instance(prefix: str, host: Host, key: Path | None) -> dict:
+    """How Molecule reaches a host: docker exec, or SSH from the controller's namespace."""
+    if host.ssh_address is None or key is None:
+        return {"instance": host.name, "address": container_name(prefix, host.name),
+                "connection": "community.docker.docker"}
+    return {"instance": host.name, "address": host.ssh_address, "user": "root", "port": 22,
+            "identity_file": str(key), "connection": "ssh"}
 
 
 def lab_containers(prefix: str) -> list[str]:
@@ -361,6 +496,8 @@ def down(prefix: str) -> None:
     for ns in netns_list():
         if ns.startswith(prefix + "-"):
             run("ip", "netns", "del", ns)
+    if (KEY_DIR / prefix).is_dir():
+        shutil.rmtree(KEY_DIR / prefix)
 
 
 def status(prefix: str) -> int:
@@ -425,7 +562,7 @@ def mcp_summary(mcp_state: Any) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labctl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for cmd in ("up", "down", "status", "summary", "image"):
+    for cmd in ("up", "down", "status", "summary", "image", "ssh-key"):
         p = sub.add_parser(cmd)
         p.add_argument("--prefix", default=DEFAULT_PREFIX, help="names of containers and switches start with this")
         p.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY)
@@ -453,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
             return status(args.prefix)
         if args.command == "summary":
             return summary(args.inventory, args.prefix)
+        if args.command == "ssh-key":
+            print(ssh_key(args.prefix))
+            return 0
         print(ensure_image())
         return 0
     except (InventoryError, LabError) as exc:

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import TOP, run
 
-INVENTORIES = ["lab", "example"]
+INVENTORIES = ["lab", "example", "fleet"]
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
