@@ -49,7 +49,9 @@ DEFAULT_PREFIX = "mptcp-lab"
 DEFAULT_INVENTORY = TOP / "inventories" / "lab"
 LABEL = "mptcp-cpe.lab"
 SWITCH_BRIDGE = "br0"
-SYSTEMD_TIMEOUT_S = 90
+# Per host, once the containers are started: twenty booting at once on two cores need more
+# than one alone (MPTCP_LAB_BOOT_TIMEOUT_S).
+SYSTEMD_TIMEOUT_S = float(os.environ.get("MPTCP_LAB_BOOT_TIMEOUT_S", "180"))
 KEY_DIR = Path("/var/lib/mptcp-cpe-lab")
 CONTROLLER_DEVICE = "ctl0"
 
@@ -329,7 +331,7 @@ def wait_systemd(prefix: str, host: str) -> None:
                 return
         time.sleep(0.5)
     init = "procd" if procd else "systemd"
-    raise LabError(f"{name}: {init} did not finish booting in {SYSTEMD_TIMEOUT_S} s (state {state!r})")
+    raise LabError(f"{name}: {init} did not finish booting in {SYSTEMD_TIMEOUT_S:g} s (state {state!r})")
 
 
 # ---------------------------------------------------------------------------- cabling
@@ -459,8 +461,24 @@ def parse_images(specs: list[str], hosts: list[str]) -> dict[str, str]:
     return out
 
 
+# Each systemd container takes several inotify instances from root's one budget (no user
+# namespaces here); Debian's 128 stops the twentieth or so container's systemd in its boot.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_PER_CONTAINER = 16
+
+
+def raise_inotify_limit(containers: int) -> None:
+    want = max(128, INOTIFY_PER_CONTAINER * (containers + len(run("docker", "ps", "-q").stdout.split())))
+    have = int(INOTIFY_INSTANCES.read_text())
+    if have < want:
+        print(f"lab: fs.inotify.max_user_instances {have} -> {want} for {containers} more systemd containers",
+              file=sys.stderr)
+        INOTIFY_INSTANCES.write_text(f"{want}\n")
+
+
 def up(inventory: Path, prefix: str, only: list[str] | None, images: list[str] | None = None) -> list[dict]:
     _, hosts, controller = load_lab(inventory, only)
+    raise_inotify_limit(len(hosts))
     own = parse_images(images or [], [h.name for h in hosts])
     image = ensure_image()
     pids = {h.name: ensure_container(prefix, h.name, own.get(h.name, image)) for h in hosts}
