@@ -263,11 +263,8 @@ def load_lab(inventory: Path, only: list[str] | None = None
     nets = parse_networks(names[0], hostvars[names[0]].get("lab_networks"))
     hosts = [parse_host(h, hostvars[h], nets) for h in names]
     controller = parse_controller(names[0], hostvars[names[0]].get("lab_controller"), nets)
-    if controller is not None:
-        hosts_and_controller = [*hosts, Host("lab_controller", [controller.link])]
-        check_unique_addresses(hosts_and_controller)
-    else:
-        check_unique_addresses(hosts)
+    # The controller's address is on a lab network too: unique like a host's.
+    check_unique_addresses(hosts + ([Host("lab_controller", [controller.link])] if controller else []))
     managed = [h.name for h in hosts if h.ssh_address]
     if managed and controller is None:
         raise InventoryError(managed[0], "lab_management", "ssh needs lab_controller: where Ansible sits on the lab", "ssh")
@@ -482,8 +479,9 @@ def up(inventory: Path, prefix: str, only: list[str] | None, images: list[str] |
     own = parse_images(images or [], [h.name for h in hosts])
     image = ensure_image()
     pids = {h.name: ensure_container(prefix, h.name, own.get(h.name, image)) for h in hosts}
-    key = ssh_key(prefix) if controller is not None else None
+    key = None
     if controller is not None:
+        key = ssh_key(prefix)
         ensure_controller(prefix, controller)
     for h in hosts:
         wait_systemd(prefix, h.name)
